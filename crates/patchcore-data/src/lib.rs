@@ -1,0 +1,17 @@
+//! Image data for PatchCore.
+//!
+//! * [`load_rgb`] / [`load_mask`]: decoding with the `image` crate (PNG, JPEG), grayscale
+//!   and palette images expanded to RGB, errors naming the file.
+//! * [`Geometry`]: resize (bilinear) then centre crop, ImageNet normalisation; masks follow
+//!   the same geometry with nearest-neighbour resizing.
+//! * [`MvtecCategory`]: the MVTec AD layout `<cat>/train/good`, `<cat>/test/<type>`,
+//!   `<cat>/ground_truth/<type>/<stem>_mask.png`.
+//! * [`synthetic`]: a deterministic MVTec-style data set (textured surfaces with drawn
+//!   defects and their masks) for demos and tests.
+
+mod geometry;
+mod mvtec;
+pub mod synthetic;
+
+pub use geometry::{Geometry, IMAGENET_MEAN, IMAGENET_STD, load_mask, load_rgb};
+pub use mvtec::{MvtecCategory, TestSample, discover_categories, list_images};

@@ -1,0 +1,108 @@
+//! k-nearest-neighbour search over the memory bank.
+//!
+//! The contract is [`NearestNeighborIndex`]. Implementations:
+//! * [`ExactIndex`]: exact batched k-NN through GEMM, `d^2 = |q|^2 + |m|^2 - 2 q.m`, blocked
+//!   over queries and bank rows and parallel over query blocks. The default.
+//! * [`LinfaIndex`]: adapters over linfa-nn's `LinearSearch`, `KdTree` and `BallTree`. Exact
+//!   but far slower at PatchCore's feature widths (hundreds to thousands of dimensions, where
+//!   space-partitioning trees degenerate); offered for comparison and for low-dimensional use.
+
+mod exact;
+mod linfa_adapter;
+
+pub use exact::ExactIndex;
+pub use linfa_adapter::{LinfaAlgorithm, LinfaIndex};
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use patchcore_core::Result;
+
+/// The `k` nearest bank rows of each query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbors {
+    /// `[queries, k]` Euclidean distances, ascending along each row.
+    pub distances: Array2<f32>,
+    /// `[queries, k]` bank row indices matching `distances`.
+    pub indices: Array2<usize>,
+}
+
+/// An index over a fixed set of bank rows.
+///
+/// Contract:
+/// * distances are Euclidean (not squared), `>= 0`, ascending per query; equal distances
+///   may come in any order;
+/// * `k` is clamped to `1..=len()`; `k = 0` is an error;
+/// * queries must have width [`NearestNeighborIndex::dim`], else an error.
+pub trait NearestNeighborIndex: Send + Sync {
+    /// Short name for reports.
+    fn name(&self) -> &str;
+    /// Number of bank rows.
+    fn len(&self) -> usize;
+    /// `true` when the bank is empty (never, for a built index).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Feature width.
+    fn dim(&self) -> usize;
+    /// Bank row `i`.
+    fn row(&self, i: usize) -> ArrayView1<'_, f32>;
+    /// The `k` nearest bank rows of every query row.
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<Neighbors>;
+}
+
+pub(crate) fn check_query(
+    index: &dyn NearestNeighborIndex,
+    queries: &ArrayView2<'_, f32>,
+    k: usize,
+) -> Result<usize> {
+    use patchcore_core::Error;
+    if k == 0 {
+        return Err(Error::InvalidArgument("k-NN search with k = 0".into()));
+    }
+    if queries.ncols() != index.dim() {
+        return Err(Error::Shape(format!(
+            "queries have {} columns, the memory bank has {}",
+            queries.ncols(),
+            index.dim()
+        )));
+    }
+    Ok(k.min(index.len()))
+}
+
+/// Keeps the `k` smallest `(distance, index)` pairs, sorted ascending.
+#[derive(Debug, Clone)]
+pub(crate) struct TopK {
+    pub d: Vec<f32>,
+    pub i: Vec<usize>,
+    k: usize,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self {
+            d: Vec::with_capacity(k + 1),
+            i: Vec::with_capacity(k + 1),
+            k,
+        }
+    }
+    #[inline]
+    pub fn worst(&self) -> f32 {
+        if self.d.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.d[self.k - 1]
+        }
+    }
+    #[inline]
+    pub fn push(&mut self, d: f32, i: usize) {
+        if d >= self.worst() {
+            return;
+        }
+        let pos = self.d.partition_point(|&x| x <= d);
+        self.d.insert(pos, d);
+        self.i.insert(pos, i);
+        if self.d.len() > self.k {
+            self.d.pop();
+            self.i.pop();
+        }
+    }
+}

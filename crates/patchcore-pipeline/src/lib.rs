@@ -1,0 +1,17 @@
+//! The config-driven runner of patchcore-rs.
+//!
+//! * [`Config`]: the experiment (TOML + `PATCHCORE_*` overrides), validated.
+//! * [`PatchCore`]: the assembled model — backbone, aggregator, memory bank index, scorer —
+//!   with [`PatchCore::fit`] and [`PatchCore::predict`], for embedding in other programs.
+//! * [`evaluate()`]: fit on `train/good` of each MVTec AD category, score `test/`, and write
+//!   `report.json` and `report.md`.
+
+pub mod config;
+mod evaluate;
+mod model;
+pub mod progress;
+mod report;
+
+pub use config::Config;
+pub use evaluate::{CategoryResult, EvaluateOptions, Report, evaluate};
+pub use model::{FitStats, PatchCore, Prediction};

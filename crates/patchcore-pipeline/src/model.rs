@@ -1,0 +1,236 @@
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use ndarray::{Array2, s};
+use patchcore_aggregate::{FeatureAggregator, LocallyAware};
+use patchcore_backbone::{Backbone, EfficientNetLite0, TensorMap};
+use patchcore_core::{Error, PatchFeatures, Progress, Result};
+use patchcore_data::{Geometry, load_rgb};
+use patchcore_nn::{ExactIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
+use patchcore_sampler::{GreedyCoreset, RandomSampler, Sampler};
+use patchcore_score::{PatchCoreScorer, Scorer};
+use rayon::prelude::*;
+
+use crate::config::{Architecture, Config, NnKind, SamplerKind};
+
+/// Timings and sizes of a fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitStats {
+    pub num_images: usize,
+    /// Rows before subsampling.
+    pub bank_rows_full: usize,
+    /// Rows kept.
+    pub bank_rows: usize,
+    pub feature_dim: usize,
+    pub extract_seconds: f64,
+    pub sample_seconds: f64,
+    pub index_seconds: f64,
+}
+
+/// The result for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Image-level anomaly score.
+    pub score: f32,
+    /// `[crop, crop]` anomaly map at the network input geometry.
+    pub anomaly_map: Array2<f32>,
+}
+
+/// An assembled PatchCore model.
+pub struct PatchCore {
+    pub backbone: Box<dyn Backbone>,
+    pub aggregator: Box<dyn FeatureAggregator>,
+    pub sampler: Box<dyn Sampler>,
+    pub scorer: Box<dyn Scorer>,
+    pub nn_kind: NnKind,
+    pub geometry: Geometry,
+    pub batch_size: usize,
+    /// The weights file used and its SHA-256.
+    pub weights: (PathBuf, String),
+    index: Option<Box<dyn NearestNeighborIndex>>,
+}
+
+impl PatchCore {
+    /// Builds the components named by a validated config (weights are fetched/read here).
+    pub fn from_config(cfg: &Config) -> Result<Self> {
+        cfg.validate()?;
+        let device = cfg.device.burn_device();
+        let weights_path = cfg.weights_source().resolve()?;
+        let sha = patchcore_backbone::weights::sha256_file(&weights_path)?;
+        let backbone: Box<dyn Backbone> = match cfg.backbone.arch {
+            Architecture::EfficientnetLite0 => Box::new(EfficientNetLite0::from_tensors(
+                TensorMap::read(&weights_path)?,
+                &cfg.backbone.layers,
+                cfg.backbone.padding,
+                cfg.backbone.bn_eps,
+                &device,
+            )?),
+        };
+        let target = (cfg.aggregator.target_dim > 0).then_some(cfg.aggregator.target_dim);
+        let aggregator = Box::new(LocallyAware::new(cfg.aggregator.neighbourhood, target)?);
+        let size = cfg.sample_size();
+        let sampler: Box<dyn Sampler> = match cfg.sampler.kind {
+            SamplerKind::GreedyCoreset => Box::new(GreedyCoreset {
+                size,
+                projection_dim: (cfg.sampler.projection_dim > 0)
+                    .then_some(cfg.sampler.projection_dim),
+                seed: cfg.seed,
+                start: None,
+            }),
+            SamplerKind::Random => Box::new(RandomSampler {
+                size,
+                seed: cfg.seed,
+            }),
+        };
+        let scorer = Box::new(PatchCoreScorer::new(
+            cfg.scorer.num_neighbors,
+            cfg.scorer.sigma,
+        )?);
+        Ok(Self {
+            backbone,
+            aggregator,
+            sampler,
+            scorer,
+            nn_kind: cfg.nn.kind,
+            geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
+            batch_size: cfg.data.batch_size,
+            weights: (weights_path, sha),
+            index: None,
+        })
+    }
+
+    /// Patch features of decoded images (one backbone pass).
+    pub fn extract_images(&self, images: &[image::RgbImage]) -> Result<PatchFeatures> {
+        if images.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no images to extract features from".into(),
+            ));
+        }
+        let c = self.geometry.crop as usize;
+        let values: Vec<f32> = images
+            .par_iter()
+            .flat_map_iter(|img| self.geometry.to_tensor_values(img))
+            .collect();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values, [images.len(), 3, c, c]),
+            self.backbone.device(),
+        );
+        let maps = self.backbone.forward(x)?;
+        self.aggregator.aggregate(maps)
+    }
+
+    /// Patch features of image files, in batches of `batch_size`, decoding in parallel.
+    pub fn extract_paths(
+        &self,
+        paths: &[PathBuf],
+        progress: &dyn Progress,
+    ) -> Result<PatchFeatures> {
+        let mut out: Option<(Array2<f32>, usize, usize)> = None;
+        progress.start(paths.len() as u64, "feature extraction");
+        let mut row = 0;
+        for chunk in paths.chunks(self.batch_size) {
+            let images: Vec<image::RgbImage> = chunk
+                .par_iter()
+                .map(|p| load_rgb(p))
+                .collect::<Result<_>>()?;
+            let pf = self.extract_images(&images)?;
+            let (all, _, _) = out.get_or_insert_with(|| {
+                (
+                    Array2::zeros((paths.len() * pf.patches_per_image(), pf.dim())),
+                    pf.grid_h,
+                    pf.grid_w,
+                )
+            });
+            all.slice_mut(s![row..row + pf.features.nrows(), ..])
+                .assign(&pf.features);
+            row += pf.features.nrows();
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        let (all, h, w) = out.ok_or_else(|| Error::InvalidArgument("no images given".into()))?;
+        PatchFeatures::new(all, paths.len(), h, w)
+    }
+
+    /// Fits the memory bank on defect-free images.
+    pub fn fit(&mut self, train: &[PathBuf], progress: &dyn Progress) -> Result<FitStats> {
+        let t0 = Instant::now();
+        let feats = self.extract_paths(train, progress)?;
+        let extract_seconds = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let selected = self.sampler.select(feats.features.view(), progress)?;
+        let bank = feats.features.select(ndarray::Axis(0), &selected);
+        let sample_seconds = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        self.set_bank(bank)?;
+        Ok(FitStats {
+            num_images: train.len(),
+            bank_rows_full: feats.features.nrows(),
+            bank_rows: selected.len(),
+            feature_dim: feats.dim(),
+            extract_seconds,
+            sample_seconds,
+            index_seconds: t2.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Installs a memory bank (e.g. one fitted elsewhere).
+    pub fn set_bank(&mut self, bank: Array2<f32>) -> Result<()> {
+        let index: Box<dyn NearestNeighborIndex> = match self.nn_kind {
+            NnKind::Exact => Box::new(ExactIndex::new(bank)?),
+            NnKind::LinfaLinear => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::LinearSearch)?),
+            NnKind::LinfaKdtree => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::KdTree)?),
+            NnKind::LinfaBalltree => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::BallTree)?),
+        };
+        self.index = Some(index);
+        Ok(())
+    }
+
+    /// The fitted index, or an error if [`PatchCore::fit`] has not run.
+    pub fn index(&self) -> Result<&dyn NearestNeighborIndex> {
+        self.index
+            .as_deref()
+            .ok_or_else(|| Error::InvalidArgument("the model is not fitted: call fit first".into()))
+    }
+
+    /// Scores decoded images.
+    pub fn predict_images(&self, images: &[image::RgbImage]) -> Result<Vec<Prediction>> {
+        let index = self.index()?;
+        let feats = self.extract_images(images)?;
+        let scores = self.scorer.score(&feats, index)?;
+        let c = self.geometry.crop as usize;
+        Ok(scores
+            .into_par_iter()
+            .map(|s| Prediction {
+                score: s.score,
+                anomaly_map: self.scorer.anomaly_map(s.patch_scores.view(), c, c),
+            })
+            .collect())
+    }
+
+    /// Scores one image file.
+    pub fn predict(&self, path: &Path) -> Result<Prediction> {
+        let img = load_rgb(path)?;
+        Ok(self.predict_images(std::slice::from_ref(&img))?.remove(0))
+    }
+
+    /// Scores image files in batches.
+    pub fn predict_paths(
+        &self,
+        paths: &[PathBuf],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Prediction>> {
+        progress.start(paths.len() as u64, "scoring");
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(self.batch_size) {
+            let images: Vec<image::RgbImage> = chunk
+                .par_iter()
+                .map(|p| load_rgb(p))
+                .collect::<Result<_>>()?;
+            out.extend(self.predict_images(&images)?);
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        Ok(out)
+    }
+}

@@ -1,0 +1,110 @@
+//! `report.json` and `report.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use patchcore_core::io::write_atomic;
+use patchcore_core::{Error, Result};
+use serde_json::{Value, json};
+
+use crate::evaluate::Report;
+
+/// The JSON document (stable key order).
+pub fn to_json(report: &Report) -> Result<Value> {
+    let mut cats = serde_json::Map::new();
+    for (name, c) in &report.categories {
+        let mut v = serde_json::to_value(c).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let per_image: Vec<Value> = c
+            .scores
+            .iter()
+            .map(|(p, t, s)| json!({"path": p, "defect_type": t, "score": s}))
+            .collect();
+        v.as_object_mut()
+            .expect("object")
+            .insert("images".into(), Value::Array(per_image));
+        cats.insert(name.clone(), v);
+    }
+    let (img, pix) = report.mean();
+    Ok(json!({
+        "patchcore_version": env!("CARGO_PKG_VERSION"),
+        "config": serde_json::to_value(&report.config).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        "seed": report.config.seed,
+        "device": report.config.device.as_str(),
+        "threads": rayon::current_num_threads(),
+        "data_root": report.data_root,
+        "geometry": format!(
+            "resize {r}x{r} (bilinear), centre crop {c}x{c}; masks resized nearest and cropped the same way; \
+             pixel metrics at the {c}x{c} crop",
+            r = report.config.data.resize, c = report.config.data.crop
+        ),
+        "backbone": {
+            "arch": serde_json::to_value(report.config.backbone.arch).unwrap_or(Value::Null),
+            "layers": report.config.backbone.layers,
+            "weights_file": report.weights_file,
+            "weights_sha256": report.weights_sha256,
+        },
+        "categories": Value::Object(cats),
+        "mean": {"image_auroc": img, "pixel_auroc": pix},
+    }))
+}
+
+/// The Markdown summary.
+pub fn to_markdown(report: &Report) -> String {
+    let mut s = String::new();
+    let cfg = &report.config;
+    let _ = writeln!(s, "# PatchCore evaluation\n");
+    let _ = writeln!(
+        s,
+        "Backbone `{:?}` layers {:?}, sampler {:?} (ratio {:?}, count {:?}, projection {}), eq. 7 k = {}, \
+         sigma {}, device `{}`, seed {}. Input: resize {}, centre crop {}; pixel metrics at the crop.\n",
+        cfg.backbone.arch,
+        cfg.backbone.layers,
+        cfg.sampler.kind,
+        cfg.sampler.ratio,
+        cfg.sampler.count,
+        cfg.sampler.projection_dim,
+        cfg.scorer.num_neighbors,
+        cfg.scorer.sigma,
+        cfg.device,
+        cfg.seed,
+        cfg.data.resize,
+        cfg.data.crop
+    );
+    let _ = writeln!(
+        s,
+        "| category | image AUROC | pixel AUROC | train | test | bank | fit (s) | infer (ms/img) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, c) in &report.categories {
+        let _ = writeln!(
+            s,
+            "| {name} | {:.4} | {:.4} | {} | {} | {} / {} | {:.1} | {:.1} |",
+            c.image_auroc,
+            c.pixel_auroc,
+            c.num_train,
+            c.num_test,
+            c.bank_rows,
+            c.bank_rows_full,
+            c.fit_seconds,
+            c.infer_ms_per_image
+        );
+    }
+    let (img, pix) = report.mean();
+    let _ = writeln!(s, "| **mean** | **{img:.4}** | **{pix:.4}** | | | | | |");
+    let _ = writeln!(
+        s,
+        "\nWeights: `{}` (SHA-256 `{}`).",
+        report.weights_file, report.weights_sha256
+    );
+    s
+}
+
+/// Writes `report.json` and `report.md` into `dir` atomically.
+pub fn write(report: &Report, dir: &Path) -> Result<()> {
+    let json = to_json(report)?;
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    write_atomic(&dir.join("report.json"), format!("{text}\n").as_bytes())?;
+    write_atomic(&dir.join("report.md"), to_markdown(report).as_bytes())?;
+    Ok(())
+}

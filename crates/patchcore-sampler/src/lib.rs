@@ -1,0 +1,121 @@
+//! Memory-bank subsampling (PatchCore §3.2).
+//!
+//! The contract is [`Sampler`]. Implementations:
+//! * [`GreedyCoreset`]: greedy k-center / minimax facility location (Sener & Savarese 2018),
+//!   on a seeded Gaussian random projection of the features (Johnson-Lindenstrauss; default
+//!   128 dimensions) or on the raw features;
+//! * [`RandomSampler`]: a seeded uniform subset without replacement.
+//!
+//! Free functions expose the pieces: [`greedy_k_center`] on already-projected points,
+//! [`gaussian_projection`], and [`covering_radius`] (the quantity greedy k-center minimises
+//! up to a factor 2).
+
+mod greedy;
+
+pub use greedy::{GreedyCoreset, GreedyRun, covering_radius, gaussian_projection, greedy_k_center};
+
+use ndarray::ArrayView2;
+use patchcore_core::{Error, Progress, Result};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How many rows to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SampleSize {
+    /// A fraction of the rows in `(0, 1]`; the count is `ceil(ratio * n)`, at least 1.
+    Ratio(f64),
+    /// An absolute count, capped at the number of rows.
+    Count(usize),
+}
+
+impl SampleSize {
+    /// Checked constructor for a ratio.
+    pub fn ratio(r: f64) -> Result<Self> {
+        if !(r > 0.0 && r <= 1.0) {
+            return Err(Error::config(
+                "sampler.ratio",
+                format!("must be in (0, 1], got {r}"),
+            ));
+        }
+        Ok(SampleSize::Ratio(r))
+    }
+
+    /// Checked constructor for a count.
+    pub fn count(k: usize) -> Result<Self> {
+        if k == 0 {
+            return Err(Error::config("sampler.count", "must be at least 1"));
+        }
+        Ok(SampleSize::Count(k))
+    }
+
+    /// The number of rows to keep out of `n` (`1..=n` for `n > 0`).
+    pub fn resolve(self, n: usize) -> usize {
+        let k = match self {
+            SampleSize::Ratio(r) => (r * n as f64).ceil() as usize,
+            SampleSize::Count(k) => k,
+        };
+        k.clamp(1, n.max(1)).min(n)
+    }
+}
+
+/// Chooses the rows of the memory bank to keep.
+///
+/// Contract:
+/// * input: `[n, d]` finite features, `n >= 1`;
+/// * output: distinct row indices `< n`, in selection order; the count is the configured
+///   [`SampleSize`] resolved against `n`;
+/// * deterministic: the same input and configuration (seed included) give the same output;
+/// * errors on empty input.
+pub trait Sampler: Send + Sync {
+    /// Short name for reports, e.g. `greedy_coreset`.
+    fn name(&self) -> &str;
+    /// Selects rows, reporting progress (one step per selected row).
+    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>>;
+}
+
+/// Seeded uniform sampling without replacement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomSampler {
+    pub size: SampleSize,
+    pub seed: u64,
+}
+
+impl Sampler for RandomSampler {
+    fn name(&self) -> &str {
+        "random"
+    }
+
+    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>> {
+        let n = features.nrows();
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "cannot sample from an empty memory bank".into(),
+            ));
+        }
+        let k = self.size.resolve(n);
+        progress.start(k as u64, "random sampling");
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let idx = sample(&mut rng, n, k).into_vec();
+        progress.advance(k as u64);
+        progress.finish();
+        Ok(idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_size_resolution() {
+        assert_eq!(SampleSize::Ratio(0.01).resolve(1000), 10);
+        assert_eq!(SampleSize::Ratio(0.011).resolve(1000), 11);
+        assert_eq!(SampleSize::Ratio(1e-9).resolve(1000), 1);
+        assert_eq!(SampleSize::Count(5000).resolve(1000), 1000);
+        assert!(SampleSize::ratio(0.0).is_err());
+        assert!(SampleSize::ratio(1.5).is_err());
+        assert!(SampleSize::count(0).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Anomaly scoring (PatchCore §3.3).
+//!
+//! The contract is [`Scorer`]; [`PatchCoreScorer`] implements the paper:
+//! * patch score = Euclidean distance of the patch feature to its nearest memory-bank row;
+//! * image score = the largest patch score `s*`, re-weighted by eq. 7:
+//!   `s = (1 - exp(||m_test - m*||) / sum_{m in N_k(m*)} exp(||m_test - m||)) * s*`, where
+//!   `m*` is the bank row nearest to the worst patch `m_test` and `N_k(m*)` its `k` nearest
+//!   bank rows (`m*` itself first), as anomalib computes it; `k = 1` gives plain `s*`;
+//! * anomaly map = the patch-score grid resized bilinearly (`align_corners = false`) to the
+//!   input size, then smoothed by a Gaussian of `sigma` (kernel `2*floor(4 sigma + 0.5) + 1`,
+//!   reflect padding).
+
+mod map;
+
+pub use map::{gaussian_blur, gaussian_kernel, resize_bilinear};
+
+use ndarray::{Array2, ArrayView2};
+use patchcore_core::{Error, PatchFeatures, Result};
+use patchcore_nn::NearestNeighborIndex;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Scores of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageScore {
+    /// Image-level anomaly score.
+    pub score: f32,
+    /// `[grid_h, grid_w]` patch scores (distance to the nearest bank row).
+    pub patch_scores: Array2<f32>,
+}
+
+/// Turns patch features into image scores and anomaly maps.
+///
+/// Contract:
+/// * `features` rows have the width of the index; each image's rows form its grid in
+///   [`PatchFeatures`] order;
+/// * one [`ImageScore`] per image, in batch order; scores are finite and `>= 0`;
+/// * [`Scorer::anomaly_map`] returns an `[height, width]` map for a patch grid.
+pub trait Scorer: Send + Sync {
+    /// Scores every image of a batch.
+    fn score(
+        &self,
+        features: &PatchFeatures,
+        index: &dyn NearestNeighborIndex,
+    ) -> Result<Vec<ImageScore>>;
+    /// The pixel anomaly map of one image at `height x width`.
+    fn anomaly_map(
+        &self,
+        patch_scores: ArrayView2<'_, f32>,
+        height: usize,
+        width: usize,
+    ) -> Array2<f32>;
+}
+
+/// PatchCore's scorer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatchCoreScorer {
+    /// Neighbourhood size `k` of eq. 7 (`1` = plain max; anomalib's default is 9).
+    pub num_neighbors: usize,
+    /// Gaussian smoothing of the anomaly map, in pixels (the paper: 4). `0` disables it.
+    pub sigma: f32,
+}
+
+impl Default for PatchCoreScorer {
+    fn default() -> Self {
+        Self {
+            num_neighbors: 9,
+            sigma: 4.0,
+        }
+    }
+}
+
+impl PatchCoreScorer {
+    /// Checked constructor.
+    pub fn new(num_neighbors: usize, sigma: f32) -> Result<Self> {
+        if num_neighbors == 0 {
+            return Err(Error::config("scorer.num_neighbors", "must be at least 1"));
+        }
+        if !(sigma >= 0.0 && sigma.is_finite()) {
+            return Err(Error::config(
+                "scorer.sigma",
+                format!("must be >= 0, got {sigma}"),
+            ));
+        }
+        Ok(Self {
+            num_neighbors,
+            sigma,
+        })
+    }
+
+    /// Eq. 7 for one image given its worst patch.
+    fn reweight(
+        &self,
+        patch: ndarray::ArrayView1<'_, f32>,
+        s_star: f32,
+        nearest: usize,
+        index: &dyn NearestNeighborIndex,
+    ) -> Result<f32> {
+        if self.num_neighbors == 1 {
+            return Ok(s_star);
+        }
+        let m_star = index.row(nearest).to_owned().insert_axis(ndarray::Axis(0));
+        let support = index.search(m_star.view(), self.num_neighbors)?;
+        let dists: Vec<f32> = support
+            .indices
+            .row(0)
+            .iter()
+            .map(|&j| {
+                index
+                    .row(j)
+                    .iter()
+                    .zip(patch.iter())
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+                    .sqrt()
+            })
+            .collect();
+        // Stable softmax of the distances; weight = 1 - softmax[0].
+        let max = dists.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let denom: f32 = dists.iter().map(|d| (d - max).exp()).sum();
+        let w = 1.0 - (dists[0] - max).exp() / denom;
+        Ok(w * s_star)
+    }
+}
+
+impl Scorer for PatchCoreScorer {
+    fn score(
+        &self,
+        features: &PatchFeatures,
+        index: &dyn NearestNeighborIndex,
+    ) -> Result<Vec<ImageScore>> {
+        let nn = index.search(features.features.view(), 1)?;
+        let per = features.patches_per_image();
+        (0..features.batch)
+            .into_par_iter()
+            .map(|b| {
+                let d = nn.distances.slice(ndarray::s![b * per..(b + 1) * per, 0]);
+                let (arg, s_star) = d
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |acc, (i, &v)| {
+                        if v > acc.1 { (i, v) } else { acc }
+                    });
+                let nearest = nn.indices[[b * per + arg, 0]];
+                let score =
+                    self.reweight(features.features.row(b * per + arg), s_star, nearest, index)?;
+                let patch_scores = d
+                    .to_owned()
+                    .into_shape_with_order((features.grid_h, features.grid_w))
+                    .map_err(|e| Error::Shape(e.to_string()))?;
+                Ok(ImageScore {
+                    score,
+                    patch_scores,
+                })
+            })
+            .collect()
+    }
+
+    fn anomaly_map(
+        &self,
+        patch_scores: ArrayView2<'_, f32>,
+        height: usize,
+        width: usize,
+    ) -> Array2<f32> {
+        let up = resize_bilinear(patch_scores, height, width);
+        if self.sigma > 0.0 {
+            gaussian_blur(up.view(), self.sigma)
+        } else {
+            up
+        }
+    }
+}

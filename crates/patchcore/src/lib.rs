@@ -1,0 +1,27 @@
+//! PatchCore (Roth et al., CVPR 2022, "Towards Total Recall in Industrial Anomaly
+//! Detection") in Rust.
+//!
+//! This facade re-exports the component crates, each usable alone:
+//!
+//! | module | crate | trait / role |
+//! |---|---|---|
+//! | [`core`] | `patchcore-core` | shared types, errors, devices |
+//! | [`backbone`] | `patchcore-backbone` | [`Backbone`](backbone::Backbone) |
+//! | [`aggregate`] | `patchcore-aggregate` | [`FeatureAggregator`](aggregate::FeatureAggregator) |
+//! | [`sampler`] | `patchcore-sampler` | [`Sampler`](sampler::Sampler) |
+//! | [`nn`] | `patchcore-nn` | [`NearestNeighborIndex`](nn::NearestNeighborIndex) |
+//! | [`score`] | `patchcore-score` | [`Scorer`](score::Scorer) |
+//! | [`data`] | `patchcore-data` | images, geometry, MVTec AD layout |
+//! | [`metrics`] | `patchcore-metrics` | AUROC |
+//! | [`pipeline`] | `patchcore-pipeline` | config, [`PatchCore`], evaluation, reports |
+
+pub use patchcore_aggregate as aggregate;
+pub use patchcore_backbone as backbone;
+pub use patchcore_core as core;
+pub use patchcore_data as data;
+pub use patchcore_metrics as metrics;
+pub use patchcore_nn as nn;
+pub use patchcore_pipeline as pipeline;
+pub use patchcore_pipeline::{Config, PatchCore};
+pub use patchcore_sampler as sampler;
+pub use patchcore_score as score;

@@ -1,0 +1,70 @@
+//! Config files: unknown keys, wrong types and out-of-range values name the key.
+
+use patchcore::core::Error;
+use patchcore::pipeline::Config;
+
+const BASE: &str = r#"
+[backbone]
+arch = "efficientnet_lite0"
+layers = ["blocks.2", "blocks.4"]
+[sampler]
+kind = "greedy_coreset"
+ratio = 0.01
+"#;
+
+fn err(text: &str) -> (String, String) {
+    match Config::from_toml_str(text, None) {
+        Err(Error::Config { key, message }) => (key, message),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_fill_in() {
+    let c = Config::from_toml_str(BASE, None).unwrap();
+    assert_eq!(c.data.crop, 224);
+    assert_eq!(c.scorer.num_neighbors, 9);
+    assert_eq!(c.sampler.projection_dim, 128);
+    Config::default_experiment().unwrap();
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let (key, msg) = err(&format!("{BASE}\n[scorer]\nsigmaa = 4.0\n"));
+    assert!(
+        key.contains("sigmaa") || msg.contains("sigmaa"),
+        "{key}: {msg}"
+    );
+    let (key, msg) = err(&format!("colour = 1\n{BASE}"));
+    assert!(msg.contains("colour"), "{key}: {msg}");
+}
+
+#[test]
+fn wrong_type_and_bad_enum() {
+    let (_, msg) = err(&BASE.replace("ratio = 0.01", "ratio = \"lots\""));
+    assert!(msg.contains("ratio") || msg.contains("lots"), "{msg}");
+    let (_, msg) = err(&BASE.replace("greedy_coreset", "kmeans"));
+    assert!(msg.contains("kmeans"), "{msg}");
+    let (_, msg) = err(&format!("device = \"tpu\"\n{BASE}"));
+    assert!(msg.contains("tpu"), "{msg}");
+}
+
+#[test]
+fn out_of_range_values_name_key_and_range() {
+    let (key, msg) = err(&BASE.replace("ratio = 0.01", "ratio = 0.0"));
+    assert_eq!(key, "sampler.ratio");
+    assert!(msg.contains("(0, 1]"));
+    let (key, _) = err(&BASE.replace("ratio = 0.01", "ratio = 1.5"));
+    assert_eq!(key, "sampler.ratio");
+    let (key, _) = err(&BASE.replace("ratio = 0.01", "ratio = 0.1\ncount = 10"));
+    assert_eq!(key, "sampler");
+    let (key, _) = err(&format!("{BASE}\n[scorer]\nnum_neighbors = 0\n"));
+    assert_eq!(key, "scorer.num_neighbors");
+    let (key, _) = err(&format!("{BASE}\n[aggregator]\nneighbourhood = 2\n"));
+    assert_eq!(key, "aggregator.neighbourhood");
+    let (key, msg) = err(&BASE.replace("\"blocks.4\"", "\"layer9\""));
+    assert_eq!(key, "backbone.layers");
+    assert!(msg.contains("blocks.2"), "allowed values listed: {msg}");
+    let (key, _) = err(&format!("[data]\ncrop = 300\n{BASE}"));
+    assert_eq!(key, "data.crop");
+}
