@@ -52,33 +52,48 @@ pub fn to_json(report: &Report) -> Result<Value> {
 pub fn to_markdown(report: &Report) -> String {
     let mut s = String::new();
     let cfg = &report.config;
+    let name = |v: serde_json::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let size = match (cfg.sampler.ratio, cfg.sampler.count) {
+        (_, Some(c)) => format!("{c} rows"),
+        (Some(r), _) => format!("{}%", r * 100.0),
+        _ => String::new(),
+    };
+    let projection = if cfg.sampler.projection_dim == 0 {
+        "none".to_string()
+    } else {
+        cfg.sampler.projection_dim.to_string()
+    };
     let _ = writeln!(s, "# PatchCore evaluation\n");
     let _ = writeln!(
         s,
-        "Backbone `{:?}` layers {:?}, sampler {:?} (ratio {:?}, count {:?}, projection {}), eq. 7 k = {}, \
-         sigma {}, device `{}`, seed {}. Input: resize {}, centre crop {}; pixel metrics at the crop.\n",
-        cfg.backbone.arch,
+        "Backbone `{}` layers {:?} (weights SHA-256 `{}`), sampler `{}` {size} (projection {projection}), \
+         eq. 7 k = {}, sigma {}, device `{}`, {} threads, seed {}. Input: resize {r}x{r}, centre crop \
+         {c}x{c}; masks through the same geometry (nearest); pixel metrics at the {c}x{c} crop.\n",
+        name(serde_json::to_value(cfg.backbone.arch).unwrap_or_default()),
         cfg.backbone.layers,
-        cfg.sampler.kind,
-        cfg.sampler.ratio,
-        cfg.sampler.count,
-        cfg.sampler.projection_dim,
+        &report.weights_sha256[..report.weights_sha256.len().min(12)],
+        name(serde_json::to_value(cfg.sampler.kind).unwrap_or_default()),
         cfg.scorer.num_neighbors,
         cfg.scorer.sigma,
         cfg.device,
+        rayon::current_num_threads(),
         cfg.seed,
-        cfg.data.resize,
-        cfg.data.crop
+        r = cfg.data.resize,
+        c = cfg.data.crop
     );
     let _ = writeln!(
         s,
-        "| category | image AUROC | pixel AUROC | train | test | bank | fit (s) | infer (ms/img) |"
+        "| category | image AUROC | pixel AUROC | train | test | bank rows | fit (s) | extract (s) | coreset (s) | infer (ms/img) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, c) in &report.categories {
         let _ = writeln!(
             s,
-            "| {name} | {:.4} | {:.4} | {} | {} | {} / {} | {:.1} | {:.1} |",
+            "| {name} | {:.4} | {:.4} | {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             c.image_auroc,
             c.pixel_auroc,
             c.num_train,
@@ -86,16 +101,17 @@ pub fn to_markdown(report: &Report) -> String {
             c.bank_rows,
             c.bank_rows_full,
             c.fit_seconds,
+            c.extract_seconds,
+            c.coreset_seconds,
             c.infer_ms_per_image
         );
     }
     let (img, pix) = report.mean();
-    let _ = writeln!(s, "| **mean** | **{img:.4}** | **{pix:.4}** | | | | | |");
     let _ = writeln!(
         s,
-        "\nWeights: `{}` (SHA-256 `{}`).",
-        report.weights_file, report.weights_sha256
+        "| **mean** | **{img:.4}** | **{pix:.4}** | | | | | | | |"
     );
+    let _ = writeln!(s, "\nWeights file: `{}`.", report.weights_file);
     s
 }
 

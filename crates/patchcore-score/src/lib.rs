@@ -135,12 +135,12 @@ impl Scorer for PatchCoreScorer {
             .into_par_iter()
             .map(|b| {
                 let d = nn.distances.slice(ndarray::s![b * per..(b + 1) * per, 0]);
-                let (arg, s_star) = d
-                    .iter()
-                    .enumerate()
-                    .fold((0usize, f32::NEG_INFINITY), |acc, (i, &v)| {
-                        if v > acc.1 { (i, v) } else { acc }
-                    });
+                let (arg, s_star) =
+                    d.iter()
+                        .enumerate()
+                        .fold((0usize, f32::NEG_INFINITY), |acc, (i, &v)| {
+                            if v > acc.1 { (i, v) } else { acc }
+                        });
                 let nearest = nn.indices[[b * per + arg, 0]];
                 let score =
                     self.reweight(features.features.row(b * per + arg), s_star, nearest, index)?;
