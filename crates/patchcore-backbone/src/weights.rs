@@ -89,8 +89,31 @@ impl TensorMap {
         })
     }
 
+    /// Checks that tensor `key` exists with `shape`. The error names the key and both shapes.
+    pub fn check(&self, key: &str, shape: &[usize]) -> Result<()> {
+        let t = self.tensors.get(key).ok_or_else(|| self.missing(key, shape))?;
+        if t.shape != shape {
+            return Err(Error::Weights {
+                path: self.path.clone(),
+                message: format!("tensor `{key}` has shape {:?}, the architecture needs {shape:?}", t.shape),
+            });
+        }
+        Ok(())
+    }
+
+    fn missing(&self, key: &str, shape: &[usize]) -> Error {
+        Error::Weights {
+            path: self.path.clone(),
+            message: format!(
+                "missing tensor `{key}` (expected shape {shape:?}); the file does not hold \
+                 weights for this architecture"
+            ),
+        }
+    }
+
     /// Takes tensor `key`, checking its shape. The error names the key and both shapes.
     pub fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.check(key, shape)?;
         let t = self.tensors.remove(key).ok_or_else(|| Error::Weights {
             path: self.path.clone(),
             message: format!(

@@ -1,0 +1,342 @@
+//! The torchvision ResNet family (He et al. 2016, "v1.5": stride on the 3x3 conv) and the
+//! wide variants (Zagoruyko & Komodakis 2016), with torchvision key names and BatchNorm
+//! folded into the convolutions at load time.
+
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
+use patchcore_core::{Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::layers::{Act, ConvBn, PaddingMode};
+use crate::weights::{NamedTensor, TensorMap};
+use crate::Backbone;
+
+/// Tappable layers and their strides.
+pub const RESNET_LAYERS: [(&str, usize); 5] =
+    [("stem", 4), ("layer1", 4), ("layer2", 8), ("layer3", 16), ("layer4", 32)];
+
+const PLANES: [usize; 4] = [64, 128, 256, 512];
+const BN_EPS: f32 = 1e-5;
+
+/// Residual block design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Two 3x3 convolutions (resnet18/34), expansion 1.
+    Basic,
+    /// 1x1 - 3x3 - 1x1 (resnet50 and deeper, wide variants), expansion 4.
+    Bottleneck,
+}
+
+/// A ResNet architecture: torchvision's `ResNet(block, layers, width_per_group=...)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResNetSpec {
+    /// Name for reports.
+    pub name: String,
+    pub block: BlockKind,
+    /// Blocks per stage `[layer1, layer2, layer3, layer4]`.
+    pub layers: [usize; 4],
+    /// Bottleneck width per group (64 standard, 128 for the wide variants).
+    pub width_per_group: usize,
+}
+
+impl ResNetSpec {
+    /// torchvision presets: resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2.
+    pub fn preset(name: &str) -> Result<Self> {
+        let (block, layers, wpg) = match name {
+            "resnet18" => (BlockKind::Basic, [2, 2, 2, 2], 64),
+            "resnet34" => (BlockKind::Basic, [3, 4, 6, 3], 64),
+            "resnet50" => (BlockKind::Bottleneck, [3, 4, 6, 3], 64),
+            "resnet101" => (BlockKind::Bottleneck, [3, 4, 23, 3], 64),
+            "resnet152" => (BlockKind::Bottleneck, [3, 8, 36, 3], 64),
+            "wide_resnet50_2" => (BlockKind::Bottleneck, [3, 4, 6, 3], 128),
+            "wide_resnet101_2" => (BlockKind::Bottleneck, [3, 4, 23, 3], 128),
+            other => {
+                return Err(Error::config(
+                    "backbone.arch",
+                    format!(
+                        "unknown ResNet `{other}`; allowed: resnet18, resnet34, resnet50, resnet101, \
+                         resnet152, wide_resnet50_2, wide_resnet101_2"
+                    ),
+                ));
+            }
+        };
+        Ok(Self { name: name.to_string(), block, layers, width_per_group: wpg })
+    }
+
+    fn expansion(&self) -> usize {
+        match self.block {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+
+    /// Output channels of a tap.
+    pub fn channels(&self, layer: usize) -> usize {
+        if layer == 0 { 64 } else { PLANES[layer - 1] * self.expansion() }
+    }
+
+    /// Every convolution of the network: (stage 0..=4, conv key, bn key, in, out, kernel,
+    /// stride). Stage 0 is the stem.
+    fn convs(&self) -> Vec<(usize, String, String, usize, usize, usize, usize)> {
+        let mut v = vec![(0, "conv1".to_string(), "bn1".to_string(), 3, 64, 7, 2)];
+        let mut inplanes = 64;
+        for (l, (&n, &planes)) in self.layers.iter().zip(&PLANES).enumerate() {
+            let stage_stride = if l == 0 { 1 } else { 2 };
+            for b in 0..n {
+                let stride = if b == 0 { stage_stride } else { 1 };
+                let p = format!("layer{}.{b}", l + 1);
+                let out = planes * self.expansion();
+                match self.block {
+                    BlockKind::Basic => {
+                        v.push((l + 1, format!("{p}.conv1"), format!("{p}.bn1"), inplanes, planes, 3, stride));
+                        v.push((l + 1, format!("{p}.conv2"), format!("{p}.bn2"), planes, planes, 3, 1));
+                    }
+                    BlockKind::Bottleneck => {
+                        let width = planes * self.width_per_group / 64;
+                        v.push((l + 1, format!("{p}.conv1"), format!("{p}.bn1"), inplanes, width, 1, 1));
+                        v.push((l + 1, format!("{p}.conv2"), format!("{p}.bn2"), width, width, 3, stride));
+                        v.push((l + 1, format!("{p}.conv3"), format!("{p}.bn3"), width, out, 1, 1));
+                    }
+                }
+                if b == 0 && (stride != 1 || inplanes != out) {
+                    v.push((
+                        l + 1,
+                        format!("{p}.downsample.0"),
+                        format!("{p}.downsample.1"),
+                        inplanes,
+                        out,
+                        1,
+                        stride,
+                    ));
+                }
+                inplanes = out;
+            }
+        }
+        v
+    }
+
+    /// The state-dict entries (key, shape, stage) of the feature layers, classifier excluded.
+    pub fn state_dict_shapes(&self) -> Vec<(String, Vec<usize>, usize)> {
+        let mut out = Vec::new();
+        for (stage, conv, bn, cin, cout, k, _) in self.convs() {
+            out.push((format!("{conv}.weight"), vec![cout, cin, k, k], stage));
+            for s in ["weight", "bias", "running_mean", "running_var"] {
+                out.push((format!("{bn}.{s}"), vec![cout], stage));
+            }
+        }
+        out
+    }
+
+    /// Randomly initialised weights as torchvision does (Kaiming normal, fan-out, ReLU gain;
+    /// BatchNorm weight 1, bias 0, running statistics 0/1), seeded. **Not pretrained**: for
+    /// plumbing tests and runs where no real weights file exists.
+    pub fn random_weights(&self, seed: u64) -> TensorMap {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut map = TensorMap::default();
+        map.path = format!("<random init, seed {seed}>").into();
+        for (key, shape, _) in self.state_dict_shapes() {
+            let n: usize = shape.iter().product();
+            let values = if shape.len() == 4 {
+                let fan_out = (shape[0] * shape[2] * shape[3]) as f32;
+                let std = (2.0 / fan_out).sqrt();
+                (0..n).map(|_| rng.sample::<f32, _>(StandardNormal) * std).collect()
+            } else if key.ends_with(".weight") || key.ends_with("running_var") {
+                vec![1.0; n]
+            } else {
+                vec![0.0; n]
+            };
+            map.tensors.insert(key, NamedTensor { shape, values });
+        }
+        map
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ResBlock {
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+}
+
+impl ResBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.downsample {
+            Some(d) => d.forward(x.clone(), PaddingMode::Symmetric),
+            None => x.clone(),
+        };
+        let mut y = x;
+        for c in &self.convs {
+            y = c.forward(y, PaddingMode::Symmetric);
+        }
+        burn::tensor::activation::relu(y + identity)
+    }
+}
+
+/// A torchvision ResNet feature extractor.
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    spec: ResNetSpec,
+    stem: ConvBn,
+    stages: Vec<Vec<ResBlock>>,
+    layers: Vec<String>,
+    tap_ids: Vec<usize>,
+    device: Device,
+}
+
+impl ResNet {
+    /// Builds the network from torchvision-named tensors, tapping `layers` (names from
+    /// [`RESNET_LAYERS`]).
+    ///
+    /// Every tensor up to the deepest tap must be present with its shape (the error names the
+    /// key and both shapes); deeper feature tensors may be absent but, when present, must fit
+    /// the architecture too; tensors that belong to no layer of the architecture are an error
+    /// (the file is for another architecture); the classifier (`fc.*`) is ignored. No work is
+    /// done past the deepest tap.
+    pub fn from_tensors(spec: ResNetSpec, mut map: TensorMap, layers: &[String], device: &Device) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::config("backbone.layers", "at least one layer must be tapped"));
+        }
+        let mut tap_ids = Vec::new();
+        for l in layers {
+            let id = RESNET_LAYERS.iter().position(|(n, _)| n == l).ok_or_else(|| {
+                let names: Vec<&str> = RESNET_LAYERS.iter().map(|(n, _)| *n).collect();
+                Error::config("backbone.layers", format!("unknown layer `{l}` for {}; allowed: {names:?}", spec.name))
+            })?;
+            tap_ids.push(id);
+        }
+        let deepest = *tap_ids.iter().max().expect("non-empty");
+        // Validate in network order (the first mismatch is reported): layers up to the deepest
+        // tap must be complete; deeper ones are checked where present, then dropped.
+        for (key, shape, stage) in spec.state_dict_shapes() {
+            if stage <= deepest || map.tensors.contains_key(&key) {
+                map.check(&key, &shape)?;
+            }
+        }
+        for (key, _, stage) in spec.state_dict_shapes() {
+            if stage > deepest {
+                map.tensors.remove(&key);
+            }
+        }
+        let leftover: Vec<String> = map
+            .tensors
+            .keys()
+            .filter(|k| !k.starts_with("fc."))
+            .filter(|k| !spec.state_dict_shapes().iter().any(|(s, _, _)| s == *k))
+            .cloned()
+            .collect();
+        if !leftover.is_empty() {
+            return Err(Error::Weights {
+                path: map.path.clone(),
+                message: format!(
+                    "{} tensors are not part of {} (first: {:?}); the file is for another architecture",
+                    leftover.len(),
+                    spec.name,
+                    &leftover[..leftover.len().min(3)]
+                ),
+            });
+        }
+        let mut stem = None;
+        let mut stages: Vec<Vec<ResBlock>> = (0..4).map(|_| Vec::new()).collect();
+        let convs = spec.convs();
+        let per_block = match spec.block {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck => 3,
+        };
+        let mut i = 0;
+        while i < convs.len() {
+            let (stage, conv, bn, cin, cout, k, stride) = &convs[i];
+            if *stage > deepest {
+                break;
+            }
+            if *stage == 0 {
+                stem = Some(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, Act::Relu, BN_EPS, device)?);
+                i += 1;
+                continue;
+            }
+            let mut block = ResBlock { convs: Vec::new(), downsample: None };
+            for j in 0..per_block {
+                let (_, conv, bn, cin, cout, k, stride) = &convs[i + j];
+                let act = if j + 1 == per_block { Act::None } else { Act::Relu };
+                block.convs.push(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, act, BN_EPS, device)?);
+            }
+            i += per_block;
+            if let Some((_, conv, bn, cin, cout, k, stride)) = convs.get(i).filter(|c| c.1.ends_with("downsample.0")) {
+                block.downsample =
+                    Some(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, Act::None, BN_EPS, device)?);
+                i += 1;
+            }
+            stages[stage - 1].push(block);
+        }
+        stages.truncate(deepest);
+        Ok(Self {
+            spec,
+            stem: stem.expect("the stem is always loaded"),
+            stages,
+            layers: layers.to_vec(),
+            tap_ids,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> &ResNetSpec {
+        &self.spec
+    }
+}
+
+impl Backbone for ResNet {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    fn channels(&self) -> Vec<usize> {
+        self.tap_ids.iter().map(|&id| self.spec.channels(id)).collect()
+    }
+
+    fn strides(&self) -> Vec<usize> {
+        self.tap_ids.iter().map(|&id| RESNET_LAYERS[id].1).collect()
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
+        let [_, c, h, w] = x.dims();
+        if c != 3 {
+            return Err(Error::Shape(format!("backbone input has {c} channels, expected 3")));
+        }
+        let max_stride = self.strides().into_iter().max().unwrap_or(1);
+        if h == 0 || w == 0 || h % max_stride != 0 || w % max_stride != 0 {
+            return Err(Error::Shape(format!(
+                "backbone input {h}x{w} is not a positive multiple of the deepest stride {max_stride}"
+            )));
+        }
+        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.tap_ids.len()];
+        let mut record = |id: usize, t: &Tensor<4>| {
+            for (slot, &tid) in outputs.iter_mut().zip(&self.tap_ids) {
+                if tid == id {
+                    *slot = Some(t.clone());
+                }
+            }
+        };
+        let y = self.stem.forward(x, PaddingMode::Symmetric);
+        let mut y = max_pool2d(y, MaxPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1]));
+        record(0, &y);
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for b in blocks {
+                y = b.forward(y);
+            }
+            record(s + 1, &y);
+        }
+        Ok(outputs.into_iter().map(|o| o.expect("every tap recorded")).collect())
+    }
+}
