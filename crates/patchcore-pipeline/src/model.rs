@@ -4,7 +4,7 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array2, s};
 use patchcore_aggregate::{FeatureAggregator, LocallyAware};
-use patchcore_backbone::{Backbone, EfficientNetLite0, TensorMap};
+use patchcore_backbone::{Backbone, EfficientNetLite0, ResNet, ResNetSpec, TensorMap};
 use patchcore_core::{Error, PatchFeatures, Progress, Result};
 use patchcore_data::{Geometry, load_rgb};
 use patchcore_nn::{ExactIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
@@ -28,6 +28,17 @@ pub struct FitStats {
     pub index_seconds: f64,
 }
 
+/// Which weights a model runs on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WeightsInfo {
+    /// The file, or a description of the random initialisation.
+    pub file: String,
+    /// SHA-256 of the file (`-` for random weights).
+    pub sha256: String,
+    /// `false` for randomly initialised weights.
+    pub pretrained: bool,
+}
+
 /// The result for one image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -46,26 +57,62 @@ pub struct PatchCore {
     pub nn_kind: NnKind,
     pub geometry: Geometry,
     pub batch_size: usize,
-    /// The weights file used and its SHA-256.
-    pub weights: (PathBuf, String),
+    /// The weights used.
+    pub weights: WeightsInfo,
     index: Option<Box<dyn NearestNeighborIndex>>,
 }
 
 impl PatchCore {
-    /// Builds the components named by a validated config (weights are fetched/read here).
+    /// Builds the components named by a validated single-backbone config (weights are
+    /// fetched and read here). For an ensemble config, build one model per
+    /// [`Config::member`].
     pub fn from_config(cfg: &Config) -> Result<Self> {
         cfg.validate()?;
+        let bcfg = match (&cfg.backbone, cfg.ensemble.len()) {
+            (Some(b), 0) => b,
+            _ => {
+                return Err(Error::config(
+                    "ensemble",
+                    "a PatchCore model has one backbone: build one per Config::member(i)",
+                ));
+            }
+        };
         let device = cfg.device.burn_device();
-        let weights_path = cfg.weights_source().resolve()?;
-        let sha = patchcore_backbone::weights::sha256_file(&weights_path)?;
-        let backbone: Box<dyn Backbone> = match cfg.backbone.arch {
+        let (map, weights) = match bcfg.weights_source() {
+            Some(src) => {
+                let path = src.resolve()?;
+                let sha = patchcore_backbone::weights::sha256_file(&path)?;
+                (
+                    Some(TensorMap::read(&path)?),
+                    WeightsInfo {
+                        file: path.to_string_lossy().into_owned(),
+                        sha256: sha,
+                        pretrained: true,
+                    },
+                )
+            }
+            None => (
+                None,
+                WeightsInfo {
+                    file: format!("random initialisation (seed {}), NOT pretrained", cfg.seed),
+                    sha256: "-".into(),
+                    pretrained: false,
+                },
+            ),
+        };
+        let backbone: Box<dyn Backbone> = match bcfg.arch {
             Architecture::EfficientnetLite0 => Box::new(EfficientNetLite0::from_tensors(
-                TensorMap::read(&weights_path)?,
-                &cfg.backbone.layers,
-                cfg.backbone.padding,
-                cfg.backbone.bn_eps,
+                map.expect("validated: lite0 weights are never random"),
+                &bcfg.layers,
+                bcfg.padding.unwrap_or_default(),
+                bcfg.bn_eps.unwrap_or(1e-3),
                 &device,
             )?),
+            arch => {
+                let spec = ResNetSpec::preset(arch.name())?;
+                let map = map.unwrap_or_else(|| spec.random_weights(cfg.seed));
+                Box::new(ResNet::from_tensors(spec, map, &bcfg.layers, &device)?)
+            }
         };
         let target = (cfg.aggregator.target_dim > 0).then_some(cfg.aggregator.target_dim);
         let aggregator = Box::new(LocallyAware::new(cfg.aggregator.neighbourhood, target)?);
@@ -95,7 +142,7 @@ impl PatchCore {
             nn_kind: cfg.nn.kind,
             geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
             batch_size: cfg.data.batch_size,
-            weights: (weights_path, sha),
+            weights,
             index: None,
         })
     }

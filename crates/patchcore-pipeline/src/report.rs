@@ -37,12 +37,7 @@ pub fn to_json(report: &Report) -> Result<Value> {
              pixel metrics at the {c}x{c} crop",
             r = report.config.data.resize, c = report.config.data.crop
         ),
-        "backbone": {
-            "arch": serde_json::to_value(report.config.backbone.arch).unwrap_or(Value::Null),
-            "layers": report.config.backbone.layers,
-            "weights_file": report.weights_file,
-            "weights_sha256": report.weights_sha256,
-        },
+        "backbones": serde_json::to_value(&report.backbones).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "categories": Value::Object(cats),
         "mean": {"image_auroc": img, "pixel_auroc": pix},
     }))
@@ -67,15 +62,32 @@ pub fn to_markdown(report: &Report) -> String {
     } else {
         cfg.sampler.projection_dim.to_string()
     };
+    let backbones = report
+        .backbones
+        .iter()
+        .map(|b| {
+            format!(
+                "`{}` layers {:?} (weights SHA-256 `{}`)",
+                b.arch,
+                b.layers,
+                &b.sha256_short()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
     let _ = writeln!(s, "# PatchCore evaluation\n");
+    for b in report.backbones.iter().filter(|b| !b.pretrained) {
+        let _ = writeln!(
+            s,
+            "> **WARNING: `{}` ran on {}.** These numbers test the plumbing, not PatchCore.\n",
+            b.arch, b.weights_file
+        );
+    }
     let _ = writeln!(
         s,
-        "Backbone `{}` layers {:?} (weights SHA-256 `{}`), sampler `{}` {size} (projection {projection}), \
+        "Backbone {backbones}; sampler `{}` {size} (projection {projection}), \
          eq. 7 k = {}, sigma {}, device `{}`, {} threads, seed {}. Input: resize {r}x{r}, centre crop \
          {c}x{c}; masks through the same geometry (nearest); pixel metrics at the {c}x{c} crop.\n",
-        name(serde_json::to_value(cfg.backbone.arch).unwrap_or_default()),
-        cfg.backbone.layers,
-        &report.weights_sha256[..report.weights_sha256.len().min(12)],
         name(serde_json::to_value(cfg.sampler.kind).unwrap_or_default()),
         cfg.scorer.num_neighbors,
         cfg.scorer.sigma,
@@ -111,7 +123,9 @@ pub fn to_markdown(report: &Report) -> String {
         s,
         "| **mean** | **{img:.4}** | **{pix:.4}** | | | | | | | |"
     );
-    let _ = writeln!(s, "\nWeights file: `{}`.", report.weights_file);
+    for b in &report.backbones {
+        let _ = writeln!(s, "\nWeights of `{}`: `{}`.", b.arch, b.weights_file);
+    }
     s
 }
 
