@@ -30,6 +30,11 @@ fn repo_config(name: &str) -> Config {
 fn wide_resnet50_2_config_runs_end_to_end_and_labels_random_weights() {
     let cfg = repo_config("wide_resnet50_2.toml");
     let b = cfg.backbone.as_ref().unwrap();
+    assert!(
+        b.weights.starts_with("~/"),
+        "home-relative path kept, not joined to configs/: {}",
+        b.weights
+    );
     let real = expand_home(&b.weights).is_file();
     let (data, cat) = tiny_data();
     let out = tempfile::tempdir().unwrap();

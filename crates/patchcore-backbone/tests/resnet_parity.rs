@@ -200,3 +200,57 @@ fn random_init_builds_every_preset() {
     }
     assert!(ResNetSpec::preset("resnet19").is_err());
 }
+
+#[test]
+fn safetensors_weights_load_like_the_pth() {
+    // Write the .pth tensors to a .safetensors file with torchvision key names.
+    let map = TensorMap::read(&shared_dir().join("fixtures/resnet_basic_tiny.pth")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("basic.safetensors");
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = map
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.shape.clone(),
+                t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let from_st = TensorMap::read(&path).unwrap();
+    assert_eq!(from_st.tensors.len(), map.tensors.len());
+    let dev = ComputeDevice::Flex.burn_device();
+    let fx = Fixture::open("resnet_basic_tiny.safetensors").unwrap();
+    let net = ResNet::from_tensors(
+        tiny(BlockKind::Basic, 64),
+        from_st,
+        &layers(&["layer2"]),
+        &dev,
+    )
+    .unwrap();
+    let x = fx.f32("x").unwrap();
+    let out = net
+        .forward(Tensor::<4>::from_data(
+            TensorData::new(x.values, x.shape),
+            &dev,
+        ))
+        .unwrap()
+        .remove(0);
+    let (l2, _) = rel_errors(
+        &out.into_data().try_into_vec::<f32>().unwrap(),
+        &fx.f32("layer2").unwrap().values,
+    );
+    assert!(l2 <= 1e-4, "rel L2 {l2:e}");
+}

@@ -1,10 +1,13 @@
 //! `patchcore`: fit and evaluate PatchCore from a config file.
 
+mod bench;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use patchcore_core::ComputeDevice;
 use patchcore_data::synthetic::{SyntheticSpec, generate};
 use patchcore_pipeline::{Config, EvaluateOptions, evaluate};
 
@@ -42,10 +45,38 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
+    /// Markdown tables for docs/BENCHMARKS.md.
+    Bench {
+        /// Architectures to time.
+        #[arg(long = "arch", default_values_t = ["efficientnet_lite0".to_string(), "resnet18".to_string(), "wide_resnet50_2".to_string()])]
+        archs: Vec<String>,
+        /// Devices to time (every compiled CPU backend by default).
+        #[arg(long = "device", default_values_t = ["flex".to_string(), "ndarray".to_string()])]
+        devices: Vec<String>,
+        /// Batch sizes.
+        #[arg(long = "batch", default_values_t = [1usize, 8])]
+        batches: Vec<usize>,
+        /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
+        #[arg(long, default_value_t = 2.0)]
+        min_time: f64,
+    },
 }
 
 fn run(cli: Cli) -> patchcore_core::Result<()> {
     match cli.command {
+        Command::Bench {
+            archs,
+            devices,
+            batches,
+            min_time,
+        } => {
+            let devices: Vec<ComputeDevice> = devices
+                .iter()
+                .map(|d| d.parse())
+                .collect::<patchcore_core::Result<_>>()?;
+            bench::run(&archs, &devices, &batches, min_time)
+        }
         Command::Evaluate {
             config,
             data_root,

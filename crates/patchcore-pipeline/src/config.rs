@@ -419,6 +419,7 @@ impl Config {
         if let Some(dir) = base_dir {
             for b in cfg.backbone.iter_mut().chain(cfg.ensemble.iter_mut()) {
                 if !matches!(b.weights.as_str(), "pypi" | "random")
+                    && !b.weights.starts_with("~/")
                     && Path::new(&b.weights).is_relative()
                 {
                     b.weights = dir.join(&b.weights).to_string_lossy().into_owned();
