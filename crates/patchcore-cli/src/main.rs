@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use patchcore_core::ComputeDevice;
 use patchcore_data::synthetic::{SyntheticSpec, generate};
+use patchcore_pipeline::config::DataSource;
 use patchcore_pipeline::{Config, EvaluateOptions, evaluate};
 
 #[derive(Parser)]
@@ -44,6 +45,9 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Fit on at most this many training images (overrides data.train_limit).
+        #[arg(long)]
+        train_limit: Option<usize>,
     },
     /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
     /// Markdown tables for docs/BENCHMARKS.md.
@@ -83,13 +87,26 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             categories,
             output,
             quiet,
+            train_limit,
         } => {
-            let cfg = match &config {
+            let mut cfg = match &config {
                 Some(p) => Config::from_file(p)?,
                 None => Config::default_experiment()?,
             };
+            if let Some(k) = train_limit {
+                cfg.data.train_limit = k;
+            }
+            let mvtec = cfg.data.source == DataSource::Mvtec;
+            if !mvtec && (data_root.is_some() || !categories.is_empty()) {
+                return Err(patchcore_core::Error::config(
+                    "data.source",
+                    "--data-root and --category apply to the \"mvtec\" source; this config reads \
+                     its data from data.folder / data.manifest",
+                ));
+            }
             let (data_root, categories) = match data_root {
                 Some(d) => (d, categories),
+                None if !mvtec => (PathBuf::new(), vec![]),
                 None => {
                     let spec = SyntheticSpec::default();
                     let root = output.join("synthetic-data");
@@ -116,12 +133,26 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             );
             for (name, c) in &report.categories {
                 println!(
-                    "{:<24} {:>12.4} {:>12.4} {:>9.1} {:>14.1}",
-                    name, c.image_auroc, c.pixel_auroc, c.fit_seconds, c.infer_ms_per_image
+                    "{:<24} {:>12.4} {:>12} {:>9.1} {:>14.1}",
+                    name,
+                    c.image_auroc,
+                    c.pixel_auroc
+                        .map(|p| format!("{p:.4}"))
+                        .unwrap_or_else(|| "absent".into()),
+                    c.fit_seconds,
+                    c.infer_ms_per_image
                 );
             }
             let (img, pix) = report.mean();
-            println!("{:<24} {:>12.4} {:>12.4}", "mean", img, pix);
+            let pix = pix
+                .map(|p| format!("{p:.4}"))
+                .unwrap_or_else(|| "absent".into());
+            println!("{:<24} {:>12.4} {:>12}", "mean", img, pix);
+            for (name, c) in &report.categories {
+                if let Some(why) = &c.pixel_metrics_absent {
+                    println!("{name}: pixel metrics absent: {why}");
+                }
+            }
             println!(
                 "reports: {} and {}",
                 output.join("report.json").display(),

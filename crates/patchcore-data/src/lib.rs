@@ -11,7 +11,9 @@
 
 mod geometry;
 mod mvtec;
+mod sources;
 pub mod synthetic;
 
 pub use geometry::{Geometry, IMAGENET_MEAN, IMAGENET_STD, load_mask, load_rgb};
-pub use mvtec::{MvtecCategory, TestSample, discover_categories, list_images};
+pub use mvtec::{MvtecCategory, TestSample, TrainLimit, discover_categories, list_images};
+pub use sources::{FolderSpec, open_folder, open_manifest};

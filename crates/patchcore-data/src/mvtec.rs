@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use patchcore_core::{Error, Result};
+use rand::SeedableRng;
 
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "tif"];
 
@@ -84,9 +85,20 @@ pub fn discover_categories(root: &Path) -> Result<Vec<String>> {
 }
 
 impl MvtecCategory {
-    /// Reads the layout of `<data_root>/<name>`. Every anomalous test image must have its
-    /// mask `ground_truth/<type>/<stem>_mask.png`.
+    /// Reads the layout of `<data_root>/<name>`, requiring complete masks where a defect
+    /// type has a `ground_truth/<type>/` folder (see [`MvtecCategory::open_with`]).
     pub fn open(data_root: &Path, name: &str) -> Result<Self> {
+        Self::open_with(data_root, name, false)
+    }
+
+    /// Reads the layout of `<data_root>/<name>`.
+    ///
+    /// Masks are `ground_truth/<type>/<stem>_mask.png`. A defect type without a
+    /// `ground_truth/<type>/` folder (or a category without `ground_truth/`) has no masks: the
+    /// category is then evaluated at image level only. Inside a folder that exists, every
+    /// image must have its mask; the error lists those that do not, unless
+    /// `allow_partial_masks`.
+    pub fn open_with(data_root: &Path, name: &str, allow_partial_masks: bool) -> Result<Self> {
         let root = data_root.join(name);
         let ds_err = |path: &Path, message: String| Error::Dataset {
             path: path.to_path_buf(),
@@ -111,29 +123,24 @@ impl MvtecCategory {
             return Err(ds_err(&test_dir, "missing test folder".into()));
         }
         let mut test = Vec::new();
+        let mut unmasked = Vec::new();
         for defect_type in subdirs(&test_dir)? {
             let anomalous = defect_type != "good";
+            let gt_dir = root.join("ground_truth").join(&defect_type);
             for path in list_images(&test_dir.join(&defect_type))? {
-                let mask = if anomalous {
+                let mask = if anomalous && gt_dir.is_dir() {
                     let stem = path
                         .file_stem()
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned();
-                    let m = root
-                        .join("ground_truth")
-                        .join(&defect_type)
-                        .join(format!("{stem}_mask.png"));
-                    if !m.is_file() {
-                        return Err(ds_err(
-                            &path,
-                            format!(
-                                "anomalous test image has no mask (expected {})",
-                                m.display()
-                            ),
-                        ));
+                    let m = gt_dir.join(format!("{stem}_mask.png"));
+                    if m.is_file() {
+                        Some(m)
+                    } else {
+                        unmasked.push(path.clone());
+                        None
                     }
-                    Some(m)
                 } else {
                     None
                 };
@@ -145,20 +152,98 @@ impl MvtecCategory {
                 });
             }
         }
-        if test.is_empty() {
-            return Err(ds_err(&test_dir, "no test images".into()));
-        }
-        if !test.iter().any(|t| t.anomalous) || test.iter().all(|t| t.anomalous) {
-            return Err(ds_err(
-                &test_dir,
-                "the test split needs both good and anomalous images for AUROC".into(),
-            ));
-        }
-        Ok(Self {
+        check_partial_masks(&unmasked, allow_partial_masks)?;
+        let cat = Self {
             name: name.to_string(),
             root,
             train,
             test,
-        })
+        };
+        cat.check_test_split()?;
+        Ok(cat)
+    }
+}
+
+/// Errors when some anomalous images of a masked set lack masks (unless allowed).
+pub(crate) fn check_partial_masks(unmasked: &[PathBuf], allow: bool) -> Result<()> {
+    if unmasked.is_empty() || allow {
+        return Ok(());
+    }
+    let shown: Vec<String> = unmasked
+        .iter()
+        .take(5)
+        .map(|p| p.display().to_string())
+        .collect();
+    Err(Error::Dataset {
+        path: unmasked[0].clone(),
+        message: format!(
+            "{} anomalous test image(s) have no mask although others of their kind do: {}{}; add \
+             the masks, or set data.allow_partial_masks = true to evaluate at image level only",
+            unmasked.len(),
+            shown.join(", "),
+            if unmasked.len() > 5 { ", ..." } else { "" }
+        ),
+    })
+}
+
+/// How to limit the number of training images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainLimit {
+    /// The first `k` in sorted path order.
+    First(usize),
+    /// `k` drawn without replacement by a seeded generator (kept in sorted order).
+    Random { k: usize, seed: u64 },
+}
+
+impl MvtecCategory {
+    /// Errors unless the test split has both good and anomalous images.
+    pub fn check_test_split(&self) -> Result<()> {
+        if self.train.is_empty() {
+            return Err(Error::Dataset {
+                path: self.root.clone(),
+                message: "no training images".into(),
+            });
+        }
+        if !self.test.iter().any(|t| t.anomalous) || self.test.iter().all(|t| t.anomalous) {
+            return Err(Error::Dataset {
+                path: self.root.clone(),
+                message: "the test split needs both good and anomalous images for AUROC".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `None` when pixel metrics can be computed (every anomalous test image has a mask),
+    /// else the reason they cannot, for the report.
+    pub fn pixel_metrics_unavailable(&self) -> Option<String> {
+        let anomalous = self.test.iter().filter(|t| t.anomalous).count();
+        let missing = self
+            .test
+            .iter()
+            .filter(|t| t.anomalous && t.mask.is_none())
+            .count();
+        match missing {
+            0 => None,
+            m if m == anomalous => {
+                Some("no ground-truth masks: evaluated at image level only".into())
+            }
+            m => Some(format!(
+                "{m} of {anomalous} anomalous test images have no mask: evaluated at image level only"
+            )),
+        }
+    }
+
+    /// Keeps at most `limit` training images.
+    pub fn limit_train(&mut self, limit: TrainLimit) {
+        match limit {
+            TrainLimit::First(k) => self.train.truncate(k.max(1)),
+            TrainLimit::Random { k, seed } => {
+                let k = k.max(1).min(self.train.len());
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let mut idx = rand::seq::index::sample(&mut rng, self.train.len(), k).into_vec();
+                idx.sort_unstable();
+                self.train = idx.into_iter().map(|i| self.train[i].clone()).collect();
+            }
+        }
     }
 }

@@ -35,6 +35,9 @@ pub struct Config {
     pub nn: NnConfig,
     #[serde(default)]
     pub scorer: ScorerConfig,
+    /// Folder of the config file (relative data paths resolve against it); not a key.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// Input geometry and batching.
@@ -50,6 +53,62 @@ pub struct DataConfig {
     /// Images per backbone forward pass.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
+    /// Where the images come from: "mvtec" (default; `--data-root` and `--category`),
+    /// "folder" (the `[data.folder]` table) or "manifest" (the `[data.manifest]` table).
+    #[serde(default)]
+    pub source: DataSource,
+    /// Use at most this many training images (0 = all), for every source.
+    #[serde(default)]
+    pub train_limit: usize,
+    /// Which images `train_limit` keeps: "first" (sorted order) or "random" (seeded).
+    #[serde(default)]
+    pub train_selection: TrainSelection,
+    /// Anomalous images without masks among masked ones: evaluate at image level only
+    /// instead of failing.
+    #[serde(default)]
+    pub allow_partial_masks: bool,
+    /// The folder data set (`source = "folder"`).
+    #[serde(default)]
+    pub folder: Option<patchcore_data::FolderSpec>,
+    /// The manifest data set (`source = "manifest"`).
+    #[serde(default)]
+    pub manifest: Option<ManifestConfig>,
+}
+
+/// Data source kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    #[default]
+    Mvtec,
+    Folder,
+    Manifest,
+}
+
+/// How `train_limit` picks images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainSelection {
+    #[default]
+    First,
+    Random,
+}
+
+/// A CSV / JSON-lines manifest data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestConfig {
+    /// `.csv` (header `path,label[,mask_path][,split]`) or `.jsonl`; relative to the config file.
+    pub path: PathBuf,
+    /// Name used in reports.
+    #[serde(default = "d_manifest_name")]
+    pub name: String,
+    /// Fraction of unsplit normal images held out for testing (default 0.2).
+    #[serde(default)]
+    pub normal_test_ratio: Option<f64>,
+}
+fn d_manifest_name() -> String {
+    "manifest".into()
 }
 fn d_resize() -> u32 {
     256
@@ -66,6 +125,12 @@ impl Default for DataConfig {
             resize: d_resize(),
             crop: d_crop(),
             batch_size: d_batch(),
+            source: DataSource::Mvtec,
+            train_limit: 0,
+            train_selection: TrainSelection::First,
+            allow_partial_masks: false,
+            folder: None,
+            manifest: None,
         }
     }
 }
@@ -426,6 +491,7 @@ impl Config {
                 }
             }
         }
+        cfg.base_dir = base_dir.map(Path::to_path_buf);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -449,6 +515,51 @@ impl Config {
     /// Range and consistency checks; each error names its key and the allowed values.
     pub fn validate(&self) -> Result<()> {
         patchcore_data::Geometry::new(self.data.resize, self.data.crop)?;
+        match (self.data.source, &self.data.folder, &self.data.manifest) {
+            (DataSource::Folder, None, _) => {
+                return Err(Error::config(
+                    "data.folder",
+                    "source = \"folder\" needs a [data.folder] table",
+                ));
+            }
+            (DataSource::Manifest, _, None) => {
+                return Err(Error::config(
+                    "data.manifest",
+                    "source = \"manifest\" needs a [data.manifest] table",
+                ));
+            }
+            (DataSource::Mvtec, Some(_), _) | (DataSource::Manifest, Some(_), _) => {
+                return Err(Error::config(
+                    "data.folder",
+                    "set data.source = \"folder\" to use this table",
+                ));
+            }
+            (DataSource::Mvtec, _, Some(_)) | (DataSource::Folder, _, Some(_)) => {
+                return Err(Error::config(
+                    "data.manifest",
+                    "set data.source = \"manifest\" to use this table",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(r) = self
+            .data
+            .folder
+            .as_ref()
+            .and_then(|f| f.normal_test_ratio)
+            .or(self
+                .data
+                .manifest
+                .as_ref()
+                .and_then(|m| m.normal_test_ratio))
+        {
+            if !(r > 0.0 && r < 1.0) {
+                return Err(Error::config(
+                    "data.*.normal_test_ratio",
+                    format!("must be in (0, 1), got {r}"),
+                ));
+            }
+        }
         if self.data.batch_size == 0 {
             return Err(Error::config("data.batch_size", "must be at least 1"));
         }

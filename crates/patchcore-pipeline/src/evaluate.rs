@@ -4,19 +4,21 @@ use std::time::Instant;
 
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
-use patchcore_data::{MvtecCategory, discover_categories, load_mask};
+use patchcore_data::{
+    MvtecCategory, TrainLimit, discover_categories, load_mask, open_folder, open_manifest,
+};
 use patchcore_metrics::{PixelAuroc, auroc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, DataSource, TrainSelection};
 use crate::model::PatchCore;
 use crate::progress::Bar;
 
 /// What to evaluate and where to write.
 #[derive(Debug, Clone)]
 pub struct EvaluateOptions {
-    /// Folder holding MVTec AD categories.
+    /// Folder holding MVTec AD categories (`data.source = "mvtec"` only).
     pub data_root: PathBuf,
     /// Categories to run; empty = every category found under `data_root`.
     pub categories: Vec<String>,
@@ -30,7 +32,12 @@ pub struct EvaluateOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryResult {
     pub image_auroc: f64,
-    pub pixel_auroc: f64,
+    /// Absent when the test split lacks masks (see `pixel_metrics_absent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_auroc: Option<f64>,
+    /// Why pixel metrics are absent, if they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_metrics_absent: Option<String>,
     pub num_train: usize,
     pub num_test: usize,
     pub num_test_anomalous: usize,
@@ -74,12 +81,18 @@ impl BackboneReport {
 }
 
 impl Report {
-    /// Mean of image and pixel AUROC over categories.
-    pub fn mean(&self) -> (f64, f64) {
+    /// Mean image AUROC over categories, and mean pixel AUROC over the categories that
+    /// have pixel metrics (`None` if none has).
+    pub fn mean(&self) -> (f64, Option<f64>) {
         let n = self.categories.len().max(1) as f64;
+        let pix: Vec<f64> = self
+            .categories
+            .values()
+            .filter_map(|c| c.pixel_auroc)
+            .collect();
         (
             self.categories.values().map(|c| c.image_auroc).sum::<f64>() / n,
-            self.categories.values().map(|c| c.pixel_auroc).sum::<f64>() / n,
+            (!pix.is_empty()).then(|| pix.iter().sum::<f64>() / pix.len() as f64),
         )
     }
 }
@@ -172,7 +185,48 @@ fn evaluate_category(
     let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
     let image_auroc = auroc(&scores, &labels)?;
 
-    let geometry = models[0].geometry;
+    let pixel_metrics_absent = cat.pixel_metrics_unavailable();
+    let pixel_auroc = if pixel_metrics_absent.is_some() {
+        None
+    } else {
+        Some(pixel_auroc_of(cat, &maps, models[0].geometry)?)
+    };
+
+    let rel = |p: &PathBuf| {
+        p.strip_prefix(&cat.root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(CategoryResult {
+        image_auroc,
+        pixel_auroc,
+        pixel_metrics_absent,
+        num_train: cat.train.len(),
+        num_test: cat.test.len(),
+        num_test_anomalous: labels.iter().filter(|l| **l).count(),
+        bank_rows_full,
+        bank_rows,
+        feature_dim,
+        fit_seconds,
+        extract_seconds,
+        coreset_seconds,
+        infer_ms_per_image: infer_seconds * 1000.0 / cat.test.len() as f64,
+        scores: cat
+            .test
+            .iter()
+            .zip(&scores)
+            .map(|(t, s)| (rel(&t.path), t.defect_type.clone(), *s))
+            .collect(),
+    })
+}
+
+/// Pixel AUROC of a category's maps against its masks sent through `geometry`.
+fn pixel_auroc_of(
+    cat: &MvtecCategory,
+    maps: &[Array2<f32>],
+    geometry: patchcore_data::Geometry,
+) -> Result<f64> {
     let masks: Vec<Vec<u8>> = cat
         .test
         .par_iter()
@@ -205,47 +259,69 @@ fn evaluate_category(
     for (map, m) in maps.iter().zip(&masks) {
         pixel.add(map.as_slice().expect("contiguous"), m)?;
     }
-    let pixel_auroc = pixel.finish()?;
-    let rel = |p: &PathBuf| {
-        p.strip_prefix(&cat.root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
+    pixel.finish()
+}
+
+/// The categories a config and options describe, layouts checked, train limit applied.
+pub fn open_categories(cfg: &Config, opts: &EvaluateOptions) -> Result<Vec<MvtecCategory>> {
+    let base = cfg.base_dir.clone().unwrap_or_default();
+    let allow = cfg.data.allow_partial_masks;
+    let mut cats = match cfg.data.source {
+        DataSource::Mvtec => {
+            let names = if opts.categories.is_empty() {
+                discover_categories(&opts.data_root)?
+            } else {
+                opts.categories.clone()
+            };
+            names
+                .iter()
+                .map(|c| MvtecCategory::open_with(&opts.data_root, c, allow))
+                .collect::<Result<Vec<_>>>()?
+        }
+        DataSource::Folder => {
+            let spec = cfg.data.folder.as_ref().expect("validated");
+            vec![open_folder(spec, &base, cfg.seed, allow)?]
+        }
+        DataSource::Manifest => {
+            let m = cfg.data.manifest.as_ref().expect("validated");
+            let path = if m.path.is_relative() {
+                base.join(&m.path)
+            } else {
+                m.path.clone()
+            };
+            vec![open_manifest(
+                &path,
+                &m.name,
+                m.normal_test_ratio,
+                cfg.seed,
+                allow,
+            )?]
+        }
     };
-    Ok(CategoryResult {
-        image_auroc,
-        pixel_auroc,
-        num_train: cat.train.len(),
-        num_test: cat.test.len(),
-        num_test_anomalous: labels.iter().filter(|l| **l).count(),
-        bank_rows_full,
-        bank_rows,
-        feature_dim,
-        fit_seconds,
-        extract_seconds,
-        coreset_seconds,
-        infer_ms_per_image: infer_seconds * 1000.0 / cat.test.len() as f64,
-        scores: cat
-            .test
-            .iter()
-            .zip(&scores)
-            .map(|(t, s)| (rel(&t.path), t.defect_type.clone(), *s))
-            .collect(),
-    })
+    if cfg.data.train_limit > 0 {
+        let limit = match cfg.data.train_selection {
+            TrainSelection::First => TrainLimit::First(cfg.data.train_limit),
+            TrainSelection::Random => TrainLimit::Random {
+                k: cfg.data.train_limit,
+                seed: cfg.seed,
+            },
+        };
+        for c in &mut cats {
+            c.limit_train(limit);
+        }
+    }
+    for c in &cats {
+        if let Some(why) = c.pixel_metrics_unavailable() {
+            tracing::warn!(category = %c.name, "pixel metrics absent: {why}");
+        }
+    }
+    Ok(cats)
 }
 
 /// Fits and evaluates every requested category, then writes the reports.
 pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
-    let categories = if opts.categories.is_empty() {
-        discover_categories(&opts.data_root)?
-    } else {
-        opts.categories.clone()
-    };
     // Check the whole layout before any expensive work.
-    let cats: Vec<MvtecCategory> = categories
-        .iter()
-        .map(|c| MvtecCategory::open(&opts.data_root, c))
-        .collect::<Result<_>>()?;
+    let cats = open_categories(cfg, opts)?;
     let mut models: Vec<PatchCore> = (0..cfg.backbones().len())
         .map(|i| PatchCore::from_config(&cfg.member(i)))
         .collect::<Result<_>>()?;
@@ -264,7 +340,7 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
         tracing::info!(
             category = %cat.name,
             image_auroc = format!("{:.4}", r.image_auroc),
-            pixel_auroc = format!("{:.4}", r.pixel_auroc),
+            pixel_auroc = r.pixel_auroc.map(|p| format!("{p:.4}")).unwrap_or_else(|| "absent".into()),
             "evaluated"
         );
         results.insert(cat.name.clone(), r);

@@ -15,5 +15,6 @@ mod report;
 pub use config::Config;
 pub use evaluate::{
     BackboneReport, CategoryResult, EvaluateOptions, Report, combine_members, evaluate,
+    open_categories,
 };
 pub use model::{FitStats, PatchCore, Prediction, WeightsInfo};

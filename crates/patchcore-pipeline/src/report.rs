@@ -25,6 +25,11 @@ pub fn to_json(report: &Report) -> Result<Value> {
         cats.insert(name.clone(), v);
     }
     let (img, pix) = report.mean();
+    let mut mean = serde_json::Map::new();
+    mean.insert("image_auroc".into(), json!(img));
+    if let Some(p) = pix {
+        mean.insert("pixel_auroc".into(), json!(p));
+    }
     Ok(json!({
         "patchcore_version": env!("CARGO_PKG_VERSION"),
         "config": serde_json::to_value(&report.config).map_err(|e| Error::InvalidArgument(e.to_string()))?,
@@ -39,7 +44,7 @@ pub fn to_json(report: &Report) -> Result<Value> {
         ),
         "backbones": serde_json::to_value(&report.backbones).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "categories": Value::Object(cats),
-        "mean": {"image_auroc": img, "pixel_auroc": pix},
+        "mean": mean,
     }))
 }
 
@@ -105,9 +110,11 @@ pub fn to_markdown(report: &Report) -> String {
     for (name, c) in &report.categories {
         let _ = writeln!(
             s,
-            "| {name} | {:.4} | {:.4} | {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {name} | {:.4} | {} | {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             c.image_auroc,
-            c.pixel_auroc,
+            c.pixel_auroc
+                .map(|p| format!("{p:.4}"))
+                .unwrap_or_else(|| "—".into()),
             c.num_train,
             c.num_test,
             c.bank_rows,
@@ -119,10 +126,15 @@ pub fn to_markdown(report: &Report) -> String {
         );
     }
     let (img, pix) = report.mean();
-    let _ = writeln!(
-        s,
-        "| **mean** | **{img:.4}** | **{pix:.4}** | | | | | | | |"
-    );
+    let pix = pix
+        .map(|p| format!("**{p:.4}**"))
+        .unwrap_or_else(|| "—".into());
+    let _ = writeln!(s, "| **mean** | **{img:.4}** | {pix} | | | | | | | |");
+    for (name, c) in &report.categories {
+        if let Some(why) = &c.pixel_metrics_absent {
+            let _ = writeln!(s, "\nPixel metrics of `{name}` are absent: {why}.");
+        }
+    }
     for b in &report.backbones {
         let _ = writeln!(s, "\nWeights of `{}`: `{}`.", b.arch, b.weights_file);
     }
