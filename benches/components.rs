@@ -11,7 +11,7 @@ use patchcore::backbone::weights::default_cache_dir;
 use patchcore::backbone::{Backbone, EfficientNetLite0, PaddingMode, TensorMap, WeightsSource};
 use patchcore::core::{ComputeDevice, NoProgress};
 use patchcore::nn::{ExactIndex, NearestNeighborIndex};
-use patchcore::sampler::{GreedyCoreset, SampleSize, Sampler};
+use patchcore::sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
 
 fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut s = seed;
@@ -72,9 +72,10 @@ fn coreset(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     let s = GreedyCoreset {
         size: SampleSize::Ratio(0.01),
-        projection_dim: Some(128),
+        projection: Projection::Gaussian(ProjDim::Fixed(128)),
         seed: 0,
         start: Some(0),
+        variant: GreedyVariant::Pruned,
     };
     g.bench_function("ratio_0.01_proj128", |b| {
         b.iter(|| s.select(feats.view(), &NoProgress).unwrap().len())

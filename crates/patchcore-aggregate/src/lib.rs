@@ -6,10 +6,12 @@
 //! maps are resized bilinearly (`align_corners = false`) to the grid of the first map, the
 //! maps are concatenated on channels, and each cell becomes one feature row. An optional
 //! adaptive average pooling over the feature axis projects rows to a fixed width.
+//! [`Official`] is the variant of the official implementation (patches unfolded and
+//! interpolated, per-layer and final adaptive average pooling to fixed widths).
 
-use burn::tensor::Tensor;
-use burn::tensor::module::{avg_pool2d, interpolate};
-use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{Tensor, TensorData};
 use ndarray::Array2;
 use patchcore_core::{Error, PatchFeatures, Result};
 use serde::{Deserialize, Serialize};
@@ -155,6 +157,178 @@ impl FeatureAggregator for LocallyAware {
 
     fn output_dim(&self, channels: &[usize]) -> usize {
         self.target_dim.unwrap_or_else(|| channels.iter().sum())
+    }
+}
+
+fn resize_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [_, _, hl, wl] = x.dims();
+    if (hl, wl) == (h, w) {
+        return x;
+    }
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([h, w]),
+    )
+}
+
+/// Rows `[B*H*W, C]` of a `[B, C, H, W]` map, in [`PatchFeatures`] order.
+fn rows_of(x: Tensor<4>) -> Result<Array2<f32>> {
+    let [b, c, h, w] = x.dims();
+    let values = x
+        .permute([0, 2, 3, 1])
+        .reshape([b * h * w, c])
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Shape(format!("reading features: {e:?}")))?;
+    Array2::from_shape_vec((b * h * w, c), values).map_err(|e| Error::Shape(e.to_string()))
+}
+
+/// Adaptive average pooling of every row to `width`.
+fn pool_rows(rows: &Array2<f32>, width: usize) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros((rows.nrows(), width));
+    for (src, mut dst) in rows.rows().into_iter().zip(out.rows_mut()) {
+        adaptive_avg_pool1d(
+            src.as_slice().expect("contiguous"),
+            dst.as_slice_mut().expect("contiguous"),
+        );
+    }
+    out
+}
+
+/// The official patchcore-inspection aggregation (`PatchMaker` + `Preprocessing` +
+/// `Aggregator`):
+/// 1. per layer, the `p x p` patch around every cell (`F.unfold`, zero padding `p/2`), its
+///    `C*p*p` values ordered (channel, ky, kx);
+/// 2. deeper layers: the `C*p*p` patch planes resized bilinearly to the first layer's grid
+///    (the patches are interpolated, not the feature map);
+/// 3. per layer, each patch vector adaptive-average-pooled to `pretrain_embed_dim`;
+/// 4. the layers stacked (layer-major) and pooled again to `target_embed_dim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Official {
+    /// Patch size `p` (odd; the paper uses 3).
+    pub patchsize: usize,
+    /// Per-layer width after step 3 (official default 1024).
+    pub pretrain_embed_dim: usize,
+    /// Final width (official default 1024).
+    pub target_embed_dim: usize,
+}
+
+impl Default for Official {
+    fn default() -> Self {
+        Self {
+            patchsize: 3,
+            pretrain_embed_dim: 1024,
+            target_embed_dim: 1024,
+        }
+    }
+}
+
+impl Official {
+    /// Checked constructor.
+    pub fn new(
+        patchsize: usize,
+        pretrain_embed_dim: usize,
+        target_embed_dim: usize,
+    ) -> Result<Self> {
+        LocallyAware::new(patchsize, None).map_err(|_| {
+            Error::config(
+                "aggregator.neighbourhood",
+                format!("must be an odd positive integer, got {patchsize}"),
+            )
+        })?;
+        if pretrain_embed_dim == 0 {
+            return Err(Error::config(
+                "aggregator.pretrain_embed_dim",
+                "must be positive",
+            ));
+        }
+        if target_embed_dim == 0 {
+            return Err(Error::config(
+                "aggregator.target_embed_dim",
+                "must be positive",
+            ));
+        }
+        Ok(Self {
+            patchsize,
+            pretrain_embed_dim,
+            target_embed_dim,
+        })
+    }
+
+    /// `F.unfold` as a grouped one-hot convolution: `[B, C, H, W] -> [B, C*p*p, H, W]`,
+    /// channel `c*p*p + ky*p + kx` holding the value at offset `(ky - p/2, kx - p/2)`.
+    pub fn unfold(&self, x: Tensor<4>) -> Tensor<4> {
+        let p = self.patchsize;
+        let [_, c, _, _] = x.dims();
+        let mut w = vec![0f32; c * p * p * p * p];
+        for o in 0..c * p * p {
+            let k = o % (p * p);
+            w[o * p * p + k] = 1.0;
+        }
+        let weight = Tensor::<4>::from_data(TensorData::new(w, [c * p * p, 1, p, p]), &x.device());
+        conv2d(
+            x,
+            weight,
+            None,
+            ConvOptions::new([1, 1], [p / 2, p / 2], [1, 1], c),
+        )
+    }
+
+    /// Steps 1-2: the unfolded patch planes of every layer on the first layer's grid.
+    pub fn patch_planes(&self, maps: Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>> {
+        let first = maps
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no feature maps to aggregate".into()))?;
+        let [b, _, h, w] = first.dims();
+        maps.into_iter()
+            .enumerate()
+            .map(|(l, m)| {
+                if m.dims()[0] != b {
+                    return Err(Error::Shape(format!(
+                        "map {l} has batch {}, map 0 has {b}",
+                        m.dims()[0]
+                    )));
+                }
+                Ok(resize_to(self.unfold(m), h, w))
+            })
+            .collect()
+    }
+
+    /// Steps 1-3: per-layer pooled patch rows `[B*H*W, pretrain_embed_dim]`.
+    pub fn per_layer(&self, maps: Vec<Tensor<4>>) -> Result<(Vec<Array2<f32>>, [usize; 3])> {
+        let planes = self.patch_planes(maps)?;
+        let [b, _, h, w] = planes[0].dims();
+        let rows = planes
+            .into_iter()
+            .map(|p| rows_of(p).map(|r| pool_rows(&r, self.pretrain_embed_dim)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, [b, h, w]))
+    }
+}
+
+impl FeatureAggregator for Official {
+    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures> {
+        let (layers, [b, h, w]) = self.per_layer(maps)?;
+        let n = b * h * w;
+        let width = layers.len() * self.pretrain_embed_dim;
+        let mut stacked = vec![0f32; width];
+        let mut out = Array2::<f32>::zeros((n, self.target_embed_dim));
+        for (r, mut dst) in out.rows_mut().into_iter().enumerate() {
+            for (l, rows) in layers.iter().enumerate() {
+                stacked[l * self.pretrain_embed_dim..(l + 1) * self.pretrain_embed_dim]
+                    .copy_from_slice(rows.row(r).as_slice().expect("contiguous"));
+            }
+            adaptive_avg_pool1d(&stacked, dst.as_slice_mut().expect("contiguous"));
+        }
+        let pf = PatchFeatures::new(out, b, h, w)?;
+        pf.check_finite("aggregated patch features")?;
+        Ok(pf)
+    }
+
+    fn output_dim(&self, _channels: &[usize]) -> usize {
+        self.target_embed_dim
     }
 }
 

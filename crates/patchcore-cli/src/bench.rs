@@ -11,7 +11,7 @@ use patchcore_backbone::{
 };
 use patchcore_core::{ComputeDevice, NoProgress, Result};
 use patchcore_nn::{ExactIndex, NearestNeighborIndex};
-use patchcore_sampler::{GreedyCoreset, SampleSize, Sampler};
+use patchcore_sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
 
 /// Runs `f` once to warm up, then until `min_time` has passed (at least `min_runs` times);
 /// returns the median seconds per run.
@@ -100,9 +100,10 @@ pub fn run(
     let feats = lcg_matrix(40_960, 152, 7);
     let s = GreedyCoreset {
         size: SampleSize::Ratio(0.01),
-        projection_dim: Some(128),
+        projection: Projection::Gaussian(ProjDim::Fixed(128)),
         seed: 0,
         start: Some(0),
+        variant: GreedyVariant::Pruned,
     };
     let secs = time_it(3, min_time, || {
         s.select(feats.view(), &NoProgress).expect("coreset");

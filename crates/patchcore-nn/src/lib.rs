@@ -6,11 +6,15 @@
 //! * [`LinfaIndex`]: adapters over linfa-nn's `LinearSearch`, `KdTree` and `BallTree`. Exact
 //!   but far slower at PatchCore's feature widths (hundreds to thousands of dimensions, where
 //!   space-partitioning trees degenerate); offered for comparison and for low-dimensional use.
+//! * [`IvfIndex`]: approximate inverted-file index (k-means cells, `nprobe` cells scanned)
+//!   for large banks; [`recall_at_1`] measures it against the exact index.
 
 mod exact;
+mod ivf;
 mod linfa_adapter;
 
 pub use exact::ExactIndex;
+pub use ivf::IvfIndex;
 pub use linfa_adapter::{LinfaAlgorithm, LinfaIndex};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
@@ -66,6 +70,25 @@ pub(crate) fn check_query(
         )));
     }
     Ok(k.min(index.len()))
+}
+
+/// Fraction of queries whose nearest neighbour from `approx` is as close as the exact one.
+/// Both candidates' distances are recomputed from differences in f64, so that the rounding
+/// of the GEMM index does not count as a miss, and ties count as hits.
+pub fn recall_at_1(
+    exact: &dyn NearestNeighborIndex,
+    approx: &dyn NearestNeighborIndex,
+    queries: ArrayView2<'_, f32>,
+) -> Result<f64> {
+    let e = exact.search(queries, 1)?;
+    let a = approx.search(queries, 1)?;
+    let dist = |r: usize, i: usize| -> f64 {
+        queries.row(r).iter().zip(exact.row(i).iter()).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>()
+    };
+    let hits = (0..queries.nrows())
+        .filter(|&r| dist(r, a.indices[[r, 0]]) <= dist(r, e.indices[[r, 0]]) * (1.0 + 1e-9))
+        .count();
+    Ok(hits as f64 / queries.nrows().max(1) as f64)
 }
 
 /// Keeps the `k` smallest `(distance, index)` pairs, sorted ascending.

@@ -72,3 +72,40 @@ fn rejects_bad_queries() {
     assert!(idx.search(bad.view(), 1).is_err());
     assert!(ExactIndex::new(Array2::<f32>::zeros((0, 3))).is_err());
 }
+
+#[test]
+fn ivf_is_exact_with_every_cell_probed_and_accurate_on_clustered_data() {
+    use patchcore_nn::{IvfIndex, recall_at_1};
+    // 40 clusters of 50 points in 32-d; queries drawn near the clusters.
+    let mut s = 7u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..32).map(|_| next() * 20.0).collect())
+        .collect();
+    let bank = Array2::from_shape_fn((2000, 32), |(i, j)| centres[i % 40][j] + next());
+    let queries = Array2::from_shape_fn((300, 32), |(i, j)| centres[(i * 7) % 40][j] + next());
+    let exact = ExactIndex::new(bank.clone()).unwrap();
+    let all = IvfIndex::new(bank.clone(), 45, 45, 5, 0).unwrap();
+    assert_eq!(
+        recall_at_1(&exact, &all, queries.view()).unwrap(),
+        1.0,
+        "nprobe = nlist is exact"
+    );
+    let e = exact.search(queries.view(), 5).unwrap();
+    let a = all.search(queries.view(), 5).unwrap();
+    for (x, y) in e.distances.iter().zip(a.distances.iter()) {
+        assert!((x - y).abs() <= 1e-3 * x.max(1.0));
+    }
+    let ivf = IvfIndex::new(bank, 0, 4, 10, 0).unwrap();
+    assert_eq!(ivf.nlist(), 45);
+    let recall = recall_at_1(&exact, &ivf, queries.view()).unwrap();
+    assert!(
+        recall >= 0.95,
+        "recall@1 {recall} with 4 of 45 cells probed"
+    );
+}

@@ -314,25 +314,52 @@ impl BackboneConfig {
     }
 }
 
-/// Locally aware patch features.
+/// Patch-feature aggregation method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregatorKind {
+    /// Neighbourhood average of each map, deeper maps upsampled, concatenated (anomalib).
+    #[default]
+    LocallyAware,
+    /// Unfolded patches, interpolated, adaptive-average-pooled per layer and overall
+    /// (the official implementation).
+    Official,
+}
+
+/// Locally aware patch features (paper §3.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
-    /// Neighbourhood size p (odd).
+    #[serde(default)]
+    pub kind: AggregatorKind,
+    /// Neighbourhood (patch) size p: 1, 3, 5, ... (odd).
     #[serde(default = "d_neigh")]
     pub neighbourhood: usize,
-    /// Project rows to this width by adaptive average pooling; 0 keeps the concatenation.
+    /// `locally_aware`: project rows to this width by adaptive average pooling; 0 keeps
+    /// the concatenation.
     #[serde(default)]
     pub target_dim: usize,
+    /// `official`: per-layer width (default 1024).
+    #[serde(default = "d_embed")]
+    pub pretrain_embed_dim: usize,
+    /// `official`: final width (default 1024).
+    #[serde(default = "d_embed")]
+    pub target_embed_dim: usize,
 }
 fn d_neigh() -> usize {
     3
 }
+fn d_embed() -> usize {
+    1024
+}
 impl Default for AggregatorConfig {
     fn default() -> Self {
         Self {
+            kind: AggregatorKind::LocallyAware,
             neighbourhood: d_neigh(),
             target_dim: 0,
+            pretrain_embed_dim: d_embed(),
+            target_embed_dim: d_embed(),
         }
     }
 }
@@ -341,8 +368,35 @@ impl Default for AggregatorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
+    /// Exact greedy k-center (paper §3.2); `greedy` picks the algorithm.
     GreedyCoreset,
+    /// The official approximate greedy (`approx_starts` random start rows).
+    ApproximateGreedyCoreset,
+    /// Seeded uniform subset.
     Random,
+    /// No subsampling (the full memory bank).
+    Identity,
+}
+
+/// Exact greedy algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GreedyAlgorithm {
+    /// Triangle-inequality pruning: identical selections, fewer distance evaluations.
+    #[default]
+    Pruned,
+    /// One full pass over the bank per pick.
+    Plain,
+}
+
+/// Random projection kind for the greedy distances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectionKind {
+    #[default]
+    Gaussian,
+    Sparse,
+    None,
 }
 
 /// Memory-bank subsampling.
@@ -350,18 +404,40 @@ pub enum SamplerKind {
 #[serde(deny_unknown_fields)]
 pub struct SamplerConfig {
     pub kind: SamplerKind,
-    /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
+    /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`
+    /// (neither for `identity`).
     #[serde(default)]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep.
     #[serde(default)]
     pub count: Option<usize>,
-    /// Random-projection width for the greedy distances; 0 = no projection.
+    /// `greedy_coreset`: "pruned" (default) or "plain"; both select the same rows.
+    #[serde(default)]
+    pub greedy: GreedyAlgorithm,
+    /// `approximate_greedy_coreset`: number of random start rows (official default 10).
+    #[serde(default = "d_starts")]
+    pub approx_starts: usize,
+    /// Projection for the greedy distances: "gaussian" (default), "sparse" or "none".
+    #[serde(default)]
+    pub projection: ProjectionKind,
+    /// Projection width; 0 = the Johnson-Lindenstrauss bound for `projection_eps`.
     #[serde(default = "d_proj")]
     pub projection_dim: usize,
+    /// Distortion for the JL width (used when `projection_dim = 0`; anomalib uses 0.9).
+    #[serde(default = "d_eps_jl")]
+    pub projection_eps: f64,
+    /// `sparse`: fraction of non-zero entries; 0 = `1/sqrt(d)` (Li et al.), 1/3 = Achlioptas.
+    #[serde(default)]
+    pub sparse_density: f64,
 }
 fn d_proj() -> usize {
     128
+}
+fn d_starts() -> usize {
+    10
+}
+fn d_eps_jl() -> f64 {
+    0.9
 }
 
 /// Nearest-neighbour search method.
@@ -370,6 +446,8 @@ fn d_proj() -> usize {
 pub enum NnKind {
     #[default]
     Exact,
+    /// Approximate inverted-file index (`nlist`, `nprobe`).
+    Ivf,
     LinfaLinear,
     LinfaKdtree,
     LinfaBalltree,
@@ -381,6 +459,15 @@ pub enum NnKind {
 pub struct NnConfig {
     #[serde(default)]
     pub kind: NnKind,
+    /// `ivf`: number of k-means cells; 0 = `sqrt(bank rows)`.
+    #[serde(default)]
+    pub nlist: usize,
+    /// `ivf`: cells scanned per query.
+    #[serde(default = "d_nprobe")]
+    pub nprobe: usize,
+}
+fn d_nprobe() -> usize {
+    8
 }
 
 /// Scoring.
@@ -393,6 +480,9 @@ pub struct ScorerConfig {
     /// Gaussian smoothing of the anomaly map in pixels.
     #[serde(default = "d_sigma")]
     pub sigma: f32,
+    /// Patch grid to image: "bilinear" (default) or "nearest".
+    #[serde(default)]
+    pub upsample: patchcore_score::Upsample,
 }
 fn d_k() -> usize {
     9
@@ -405,6 +495,7 @@ impl Default for ScorerConfig {
         Self {
             num_neighbors: d_k(),
             sigma: d_sigma(),
+            upsample: patchcore_score::Upsample::Bilinear,
         }
     }
 }
@@ -584,7 +675,39 @@ impl Config {
             }
         }
         patchcore_aggregate::LocallyAware::new(self.aggregator.neighbourhood, None)?;
+        patchcore_aggregate::Official::new(
+            self.aggregator.neighbourhood,
+            self.aggregator.pretrain_embed_dim,
+            self.aggregator.target_embed_dim,
+        )?;
+        if self.sampler.kind == SamplerKind::ApproximateGreedyCoreset
+            && self.sampler.approx_starts == 0
+        {
+            return Err(Error::config("sampler.approx_starts", "must be at least 1"));
+        }
+        if self.sampler.projection_dim == 0 {
+            patchcore_sampler::jl_min_dim(2, self.sampler.projection_eps)?;
+        }
+        if !(0.0..=1.0).contains(&self.sampler.sparse_density) {
+            return Err(Error::config(
+                "sampler.sparse_density",
+                format!(
+                    "must be in [0, 1] (0 = 1/sqrt(d)), got {}",
+                    self.sampler.sparse_density
+                ),
+            ));
+        }
+        if self.nn.kind == NnKind::Ivf && self.nn.nprobe == 0 {
+            return Err(Error::config("nn.nprobe", "must be at least 1"));
+        }
         match (self.sampler.ratio, self.sampler.count) {
+            (None, None) if self.sampler.kind == SamplerKind::Identity => {}
+            (Some(_), _) | (_, Some(_)) if self.sampler.kind == SamplerKind::Identity => {
+                return Err(Error::config(
+                    "sampler",
+                    "`identity` keeps every row: remove `ratio` / `count`",
+                ));
+            }
             (Some(_), Some(_)) => {
                 return Err(Error::config(
                     "sampler",
@@ -613,7 +736,27 @@ impl Config {
         match (self.sampler.ratio, self.sampler.count) {
             (_, Some(c)) => patchcore_sampler::SampleSize::Count(c),
             (Some(r), _) => patchcore_sampler::SampleSize::Ratio(r),
-            _ => patchcore_sampler::SampleSize::Ratio(0.01),
+            _ => patchcore_sampler::SampleSize::Ratio(1.0),
+        }
+    }
+
+    /// The projection of the sampler section.
+    pub fn projection(&self) -> patchcore_sampler::Projection {
+        use patchcore_sampler::{ProjDim, Projection};
+        let dim = if self.sampler.projection_dim == 0 {
+            ProjDim::JohnsonLindenstrauss {
+                eps: self.sampler.projection_eps,
+            }
+        } else {
+            ProjDim::Fixed(self.sampler.projection_dim)
+        };
+        match self.sampler.projection {
+            ProjectionKind::None => Projection::None,
+            ProjectionKind::Gaussian => Projection::Gaussian(dim),
+            ProjectionKind::Sparse => Projection::Sparse {
+                dim,
+                density: (self.sampler.sparse_density > 0.0).then_some(self.sampler.sparse_density),
+            },
         }
     }
 

@@ -3,16 +3,18 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use ndarray::{Array2, s};
-use patchcore_aggregate::{FeatureAggregator, LocallyAware};
+use patchcore_aggregate::{FeatureAggregator, LocallyAware, Official};
 use patchcore_backbone::{Backbone, EfficientNetLite0, ResNet, ResNetSpec, TensorMap};
 use patchcore_core::{Error, PatchFeatures, Progress, Result};
 use patchcore_data::{Geometry, load_rgb};
-use patchcore_nn::{ExactIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
-use patchcore_sampler::{GreedyCoreset, RandomSampler, Sampler};
+use patchcore_nn::{ExactIndex, IvfIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
+use patchcore_sampler::{GreedyCoreset, GreedyVariant, IdentitySampler, RandomSampler, Sampler};
 use patchcore_score::{PatchCoreScorer, Scorer};
 use rayon::prelude::*;
 
-use crate::config::{Architecture, Config, NnKind, SamplerKind};
+use crate::config::{
+    AggregatorKind, Architecture, Config, GreedyAlgorithm, NnConfig, NnKind, SamplerKind,
+};
 
 /// Timings and sizes of a fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +56,9 @@ pub struct PatchCore {
     pub aggregator: Box<dyn FeatureAggregator>,
     pub sampler: Box<dyn Sampler>,
     pub scorer: Box<dyn Scorer>,
-    pub nn_kind: NnKind,
+    pub nn: NnConfig,
+    /// Seed for index construction.
+    pub seed: u64,
     pub geometry: Geometry,
     pub batch_size: usize,
     /// The weights used.
@@ -114,32 +118,52 @@ impl PatchCore {
                 Box::new(ResNet::from_tensors(spec, map, &bcfg.layers, &device)?)
             }
         };
-        let target = (cfg.aggregator.target_dim > 0).then_some(cfg.aggregator.target_dim);
-        let aggregator = Box::new(LocallyAware::new(cfg.aggregator.neighbourhood, target)?);
+        let aggregator: Box<dyn FeatureAggregator> = match cfg.aggregator.kind {
+            AggregatorKind::LocallyAware => {
+                let target = (cfg.aggregator.target_dim > 0).then_some(cfg.aggregator.target_dim);
+                Box::new(LocallyAware::new(cfg.aggregator.neighbourhood, target)?)
+            }
+            AggregatorKind::Official => Box::new(Official::new(
+                cfg.aggregator.neighbourhood,
+                cfg.aggregator.pretrain_embed_dim,
+                cfg.aggregator.target_embed_dim,
+            )?),
+        };
         let size = cfg.sample_size();
-        let sampler: Box<dyn Sampler> = match cfg.sampler.kind {
-            SamplerKind::GreedyCoreset => Box::new(GreedyCoreset {
+        let greedy = |variant| {
+            Box::new(GreedyCoreset {
                 size,
-                projection_dim: (cfg.sampler.projection_dim > 0)
-                    .then_some(cfg.sampler.projection_dim),
+                projection: cfg.projection(),
                 seed: cfg.seed,
                 start: None,
+                variant,
+            })
+        };
+        let sampler: Box<dyn Sampler> = match cfg.sampler.kind {
+            SamplerKind::GreedyCoreset => greedy(match cfg.sampler.greedy {
+                GreedyAlgorithm::Pruned => GreedyVariant::Pruned,
+                GreedyAlgorithm::Plain => GreedyVariant::Plain,
+            }),
+            SamplerKind::ApproximateGreedyCoreset => greedy(GreedyVariant::Approximate {
+                starts: cfg.sampler.approx_starts,
             }),
             SamplerKind::Random => Box::new(RandomSampler {
                 size,
                 seed: cfg.seed,
             }),
+            SamplerKind::Identity => Box::new(IdentitySampler),
         };
-        let scorer = Box::new(PatchCoreScorer::new(
-            cfg.scorer.num_neighbors,
-            cfg.scorer.sigma,
-        )?);
+        let scorer = Box::new(PatchCoreScorer {
+            upsample: cfg.scorer.upsample,
+            ..PatchCoreScorer::new(cfg.scorer.num_neighbors, cfg.scorer.sigma)?
+        });
         Ok(Self {
             backbone,
             aggregator,
             sampler,
             scorer,
-            nn_kind: cfg.nn.kind,
+            nn: cfg.nn.clone(),
+            seed: cfg.seed,
             geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
             batch_size: cfg.data.batch_size,
             weights,
@@ -223,8 +247,15 @@ impl PatchCore {
 
     /// Installs a memory bank (e.g. one fitted elsewhere).
     pub fn set_bank(&mut self, bank: Array2<f32>) -> Result<()> {
-        let index: Box<dyn NearestNeighborIndex> = match self.nn_kind {
+        let index: Box<dyn NearestNeighborIndex> = match self.nn.kind {
             NnKind::Exact => Box::new(ExactIndex::new(bank)?),
+            NnKind::Ivf => Box::new(IvfIndex::new(
+                bank,
+                self.nn.nlist,
+                self.nn.nprobe,
+                10,
+                self.seed,
+            )?),
             NnKind::LinfaLinear => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::LinearSearch)?),
             NnKind::LinfaKdtree => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::KdTree)?),
             NnKind::LinfaBalltree => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::BallTree)?),

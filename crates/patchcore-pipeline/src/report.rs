@@ -62,10 +62,9 @@ pub fn to_markdown(report: &Report) -> String {
         (Some(r), _) => format!("{}%", r * 100.0),
         _ => String::new(),
     };
-    let projection = if cfg.sampler.projection_dim == 0 {
-        "none".to_string()
-    } else {
-        cfg.sampler.projection_dim.to_string()
+    let projection = match cfg.projection() {
+        patchcore_sampler::Projection::None => "none".to_string(),
+        p => format!("{p:?}"),
     };
     let backbones = report
         .backbones

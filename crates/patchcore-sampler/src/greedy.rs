@@ -1,11 +1,11 @@
 use ndarray::{Array2, ArrayView2};
-use patchcore_core::{Error, NoProgress, Progress, Result};
+use patchcore_core::{Error, Progress, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::projection::{ProjDim, Projection};
 use crate::{SampleSize, Sampler};
 
 /// Squared Euclidean distance, computed from differences (not `|a|^2 + |b|^2 - 2ab`, whose
@@ -41,17 +41,73 @@ pub struct GreedyRun {
     pub radius: f32,
 }
 
-/// Greedy k-center (minimax facility location) on `points` `[n, d]`.
-///
-/// Starts from `start`, then repeatedly picks the row farthest from the current selection
-/// (the lowest index on ties), updating every row's distance to its nearest centre. Exact:
-/// `O(n * k * d)` distance work, parallel over rows.
-pub fn greedy_k_center(
-    points: ArrayView2<'_, f32>,
+/// The shared greedy loop: `min_d` holds squared nearest-centre distances (already updated
+/// for any initial centres), `first` is the first pick.
+fn greedy_loop(
+    mut min_d: Vec<f32>,
     k: usize,
-    start: usize,
+    first: (usize, f32),
     progress: &dyn Progress,
-) -> Result<GreedyRun> {
+    mut update: impl FnMut(&mut [f32], usize, &[usize]) -> (f32, usize),
+) -> GreedyRun {
+    let mut indices = Vec::with_capacity(k);
+    let mut picked = Vec::with_capacity(k);
+    let (mut current, mut current_dist) = first;
+    progress.start(k as u64, "coreset selection");
+    loop {
+        indices.push(current);
+        picked.push(current_dist.max(0.0).sqrt());
+        progress.advance(1);
+        // A selected row is never picked again, even when every row is already covered at
+        // distance 0 (duplicated points).
+        min_d[current] = f32::NEG_INFINITY;
+        let (best, best_i) = update(&mut min_d, current, &indices);
+        if indices.len() == k {
+            progress.finish();
+            return GreedyRun {
+                indices,
+                picked_distance: picked,
+                radius: best.max(0.0).sqrt(),
+            };
+        }
+        current = best_i;
+        current_dist = best;
+    }
+}
+
+const CHUNK: usize = 4096;
+
+/// Folds `(value, index)` pairs to the maximum, the lowest index on ties.
+fn max_first(a: (f32, usize), b: (f32, usize)) -> (f32, usize) {
+    if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Plain update: every row's distance to the new centre.
+fn plain_update(data: &[f32], d: usize, min_d: &mut [f32], centre_i: usize) -> (f32, usize) {
+    let centre = &data[centre_i * d..(centre_i + 1) * d];
+    min_d
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            for (j, m) in chunk.iter_mut().enumerate() {
+                let i = c * CHUNK + j;
+                let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+                if dist < *m {
+                    *m = dist;
+                }
+                best = max_first(best, (*m, i));
+            }
+            best
+        })
+        .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
+}
+
+fn check_points(points: &ArrayView2<'_, f32>, start: usize) -> Result<()> {
     let n = points.nrows();
     if n == 0 {
         return Err(Error::InvalidArgument(
@@ -63,63 +119,145 @@ pub fn greedy_k_center(
             "start index {start} >= {n} rows"
         )));
     }
-    let k = k.clamp(1, n);
+    Ok(())
+}
+
+/// Greedy k-center (minimax facility location) on `points` `[n, d]`.
+///
+/// Starts from `start`, then repeatedly picks the row farthest from the current selection
+/// (the lowest index on ties), updating every row's distance to its nearest centre. Exact:
+/// `O(n * k * d)` distance work, parallel over rows.
+pub fn greedy_k_center(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    start: usize,
+    progress: &dyn Progress,
+) -> Result<GreedyRun> {
+    check_points(&points, start)?;
+    let n = points.nrows();
     let points = points.as_standard_layout();
     let d = points.ncols();
     let data = points.as_slice().expect("standard layout");
-    let mut min_d = vec![f32::INFINITY; n];
-    let mut indices = Vec::with_capacity(k);
-    let mut picked = Vec::with_capacity(k);
-    let mut current = start;
-    let mut current_dist = 0f32;
-    progress.start(k as u64, "coreset selection");
-    const CHUNK: usize = 4096;
-    loop {
-        indices.push(current);
-        picked.push(current_dist.sqrt());
-        progress.advance(1);
-        let centre = &data[current * d..(current + 1) * d];
-        // Update the nearest-centre distances and find the farthest row in one pass.
-        let (best, best_i) = min_d
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, chunk)| {
-                let mut best = f32::NEG_INFINITY;
-                let mut best_i = usize::MAX;
-                for (j, m) in chunk.iter_mut().enumerate() {
-                    let i = c * CHUNK + j;
-                    let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
-                    if dist < *m {
-                        *m = dist;
+    Ok(greedy_loop(
+        vec![f32::INFINITY; n],
+        k.clamp(1, n),
+        (start, 0.0),
+        progress,
+        |m, c, _| plain_update(data, d, m, c),
+    ))
+}
+
+/// Greedy k-center with triangle-inequality pruning: the same selection as
+/// [`greedy_k_center`] (same start, same tie rule, same distances), with far fewer distance
+/// evaluations.
+///
+/// Every row remembers its nearest centre `a(i)` and distance `r(i)`. When centre `c` is
+/// added, `||x_i - c|| >= ||a(i) - c|| - r(i)`, so a row with `||a(i) - c|| >= 2 r(i)` cannot
+/// get closer and is skipped without touching its features. The test keeps a relative
+/// margin of 1e-4 so that float rounding can never make it skip a row the plain loop would
+/// have updated: the selections are identical, not just equally good.
+pub fn greedy_k_center_pruned(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    start: usize,
+    progress: &dyn Progress,
+) -> Result<GreedyRun> {
+    check_points(&points, start)?;
+    let n = points.nrows();
+    let points = points.as_standard_layout();
+    let d = points.ncols();
+    let data = points.as_slice().expect("standard layout");
+    let mut assigned = vec![usize::MAX; n]; // position in `indices` of the nearest centre
+    Ok(greedy_loop(
+        vec![f32::INFINITY; n],
+        k.clamp(1, n),
+        (start, 0.0),
+        progress,
+        |min_d, c, indices| {
+            let centre = &data[c * d..(c + 1) * d];
+            let slot = indices.len() - 1;
+            // Squared centre-to-centre distances from the new centre.
+            let cc: Vec<f32> = indices
+                .iter()
+                .map(|&j| sq_dist(&data[j * d..(j + 1) * d], centre))
+                .collect();
+            const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
+            min_d
+                .par_chunks_mut(CHUNK)
+                .zip(assigned.par_chunks_mut(CHUNK))
+                .enumerate()
+                .map(|(ci, (chunk, owners))| {
+                    let mut best = (f32::NEG_INFINITY, usize::MAX);
+                    for (j, (m, owner)) in chunk.iter_mut().zip(owners.iter_mut()).enumerate() {
+                        let i = ci * CHUNK + j;
+                        // Prune: ||a(i) - c||^2 >= 4 r(i)^2 (1 + margin)^2.
+                        let skip = *owner != usize::MAX && cc[*owner] >= MARGIN * *m;
+                        if !skip {
+                            let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+                            if dist < *m {
+                                *m = dist;
+                                *owner = slot;
+                            }
+                        }
+                        best = max_first(best, (*m, i));
                     }
-                    if *m > best {
-                        best = *m;
-                        best_i = i;
-                    }
-                }
-                (best, best_i)
-            })
-            .reduce(
-                || (f32::NEG_INFINITY, usize::MAX),
-                |a, b| {
-                    if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
-                        b
-                    } else {
-                        a
-                    }
-                },
-            );
-        if indices.len() == k {
-            progress.finish();
-            return Ok(GreedyRun {
-                indices,
-                picked_distance: picked,
-                radius: best.max(0.0).sqrt(),
-            });
-        }
-        current = best_i;
-        current_dist = best;
+                    best
+                })
+                .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
+        },
+    ))
+}
+
+/// The official approximate greedy coreset (patchcore-inspection's
+/// `ApproximateGreedyCoresetSampler`): every row starts with the *mean* distance to
+/// `starts` random rows instead of the distance to one start; the first pick is the row with
+/// the largest mean distance; the rest is exact greedy. The starts are not part of the
+/// selection.
+pub fn approximate_greedy_k_center(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    starts: &[usize],
+    progress: &dyn Progress,
+) -> Result<GreedyRun> {
+    let n = points.nrows();
+    if starts.is_empty() {
+        return Err(Error::InvalidArgument(
+            "approximate greedy needs at least one start row".into(),
+        ));
     }
+    for &s in starts {
+        check_points(&points, s)?;
+    }
+    let points = points.as_standard_layout();
+    let d = points.ncols();
+    let data = points.as_slice().expect("standard layout");
+    let mut min_d = vec![0f32; n];
+    let first = min_d
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            for (j, m) in chunk.iter_mut().enumerate() {
+                let i = c * CHUNK + j;
+                let x = &data[i * d..(i + 1) * d];
+                let mean: f32 = starts
+                    .iter()
+                    .map(|&s| sq_dist(x, &data[s * d..(s + 1) * d]).sqrt())
+                    .sum::<f32>()
+                    / starts.len() as f32;
+                *m = mean * mean;
+                best = max_first(best, (*m, i));
+            }
+            best
+        })
+        .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first);
+    Ok(greedy_loop(
+        min_d,
+        k.clamp(1, n),
+        (first.1, first.0),
+        progress,
+        |m, c, _| plain_update(data, d, m, c),
+    ))
 }
 
 /// Covering radius of `selected` over `points`: `max_i min_{c in selected} ||p_i - p_c||`.
@@ -139,42 +277,37 @@ pub fn covering_radius(points: ArrayView2<'_, f32>, selected: &[usize]) -> f32 {
         .sqrt()
 }
 
-/// A dense Gaussian random projection `[d_in, d_out]` with entries `N(0, 1/d_out)`
-/// (Johnson-Lindenstrauss), from a ChaCha8 stream seeded with `seed`.
-pub fn gaussian_projection(d_in: usize, d_out: usize, seed: u64) -> Array2<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let scale = 1.0 / (d_out as f32).sqrt();
-    Array2::from_shape_fn((d_in, d_out), |_| {
-        let v: f32 = rng.sample(StandardNormal);
-        v * scale
-    })
+/// Which greedy k-center algorithm a [`GreedyCoreset`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum GreedyVariant {
+    /// [`greedy_k_center`]: exact, one full pass over the bank per pick.
+    Plain,
+    /// [`greedy_k_center_pruned`]: the same selection, far fewer distance evaluations.
+    #[default]
+    Pruned,
+    /// [`approximate_greedy_k_center`] with this many random start rows (official default 10).
+    Approximate { starts: usize },
 }
 
-/// Greedy k-center coreset, as PatchCore's memory-bank reduction.
+/// Greedy k-center coreset, as PatchCore's memory-bank reduction (§3.2, eq. 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GreedyCoreset {
     /// How many rows to keep.
     pub size: SampleSize,
-    /// Dimension of the random projection the distances are computed on; `None` computes
-    /// them on the raw features. Ignored (no projection) when it is not below the feature
-    /// width.
-    pub projection_dim: Option<usize>,
-    /// Seed of the projection and of the start row.
+    /// The projection the distances are computed on.
+    pub projection: Projection,
+    /// Seed of the projection and of the start row(s).
     pub seed: u64,
-    /// Fixed start row; `None` draws it from the seed.
+    /// Fixed start row (plain and pruned variants); `None` draws it from the seed.
     pub start: Option<usize>,
+    /// The algorithm.
+    pub variant: GreedyVariant,
 }
 
 impl GreedyCoreset {
-    /// The points greedy runs on: the projection of `features`, or `features` itself.
-    pub fn project(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
-        match self.projection_dim {
-            Some(p) if p < features.ncols() => {
-                let proj = gaussian_projection(features.ncols(), p, self.seed);
-                features.dot(&proj)
-            }
-            _ => features.to_owned(),
-        }
+    /// The points greedy runs on.
+    pub fn project(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.projection.apply(features, self.seed)
     }
 
     /// Runs the selection and returns the whole run (indices, picked distances, radius in
@@ -187,18 +320,32 @@ impl GreedyCoreset {
             ));
         }
         let k = self.size.resolve(n);
-        let start = match self.start {
-            Some(s) => s,
-            None => ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_5eed).random_range(0..n),
-        };
-        let points = self.project(features);
-        greedy_k_center(points.view(), k, start, progress)
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_5eed);
+        let points = self.project(features)?;
+        match self.variant {
+            GreedyVariant::Approximate { starts } => {
+                let starts = rand::seq::index::sample(&mut rng, n, starts.clamp(1, n)).into_vec();
+                approximate_greedy_k_center(points.view(), k, &starts, progress)
+            }
+            v => {
+                let start = self.start.unwrap_or_else(|| rng.random_range(0..n));
+                if v == GreedyVariant::Plain {
+                    greedy_k_center(points.view(), k, start, progress)
+                } else {
+                    greedy_k_center_pruned(points.view(), k, start, progress)
+                }
+            }
+        }
     }
 }
 
 impl Sampler for GreedyCoreset {
     fn name(&self) -> &str {
-        "greedy_coreset"
+        match self.variant {
+            GreedyVariant::Plain => "greedy_coreset",
+            GreedyVariant::Pruned => "greedy_coreset_pruned",
+            GreedyVariant::Approximate { .. } => "approximate_greedy_coreset",
+        }
     }
 
     fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>> {
@@ -210,12 +357,10 @@ impl Default for GreedyCoreset {
     fn default() -> Self {
         Self {
             size: SampleSize::Ratio(0.01),
-            projection_dim: Some(128),
+            projection: Projection::Gaussian(ProjDim::Fixed(128)),
             seed: 0,
             start: None,
+            variant: GreedyVariant::Pruned,
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Sampler, _: NoProgress) {}

@@ -4,15 +4,25 @@
 //! * [`GreedyCoreset`]: greedy k-center / minimax facility location (Sener & Savarese 2018),
 //!   on a seeded Gaussian random projection of the features (Johnson-Lindenstrauss; default
 //!   128 dimensions) or on the raw features;
-//! * [`RandomSampler`]: a seeded uniform subset without replacement.
+//!   plain ([`greedy_k_center`]), pruned by the triangle inequality with identical selections
+//!   ([`greedy_k_center_pruned`], the default) or the official approximate variant
+//!   ([`approximate_greedy_k_center`]); distances on a [`Projection`] (dense Gaussian, sparse
+//!   Achlioptas/Li, or none; width fixed or from the Johnson-Lindenstrauss bound);
+//! * [`RandomSampler`]: a seeded uniform subset without replacement;
+//! * [`IdentitySampler`]: keeps every row (the full memory bank, PatchCore-100%).
 //!
 //! Free functions expose the pieces: [`greedy_k_center`] on already-projected points,
 //! [`gaussian_projection`], and [`covering_radius`] (the quantity greedy k-center minimises
 //! up to a factor 2).
 
 mod greedy;
+mod projection;
 
-pub use greedy::{GreedyCoreset, GreedyRun, covering_radius, gaussian_projection, greedy_k_center};
+pub use greedy::{
+    GreedyCoreset, GreedyRun, GreedyVariant, approximate_greedy_k_center, covering_radius,
+    greedy_k_center, greedy_k_center_pruned,
+};
+pub use projection::{ProjDim, Projection, gaussian_projection, jl_min_dim, sparse_projection};
 
 use ndarray::ArrayView2;
 use patchcore_core::{Error, Progress, Result};
@@ -101,6 +111,29 @@ impl Sampler for RandomSampler {
         progress.advance(k as u64);
         progress.finish();
         Ok(idx)
+    }
+}
+
+/// Keeps every row (no subsampling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IdentitySampler;
+
+impl Sampler for IdentitySampler {
+    fn name(&self) -> &str {
+        "identity"
+    }
+
+    fn select(
+        &self,
+        features: ArrayView2<'_, f32>,
+        _progress: &dyn Progress,
+    ) -> Result<Vec<usize>> {
+        if features.nrows() == 0 {
+            return Err(Error::InvalidArgument(
+                "cannot sample from an empty memory bank".into(),
+            ));
+        }
+        Ok((0..features.nrows()).collect())
     }
 }
 

@@ -3,7 +3,7 @@
 use ndarray::Array2;
 use patchcore_core::NoProgress;
 use patchcore_core::fixtures::Fixture;
-use patchcore_sampler::{covering_radius, greedy_k_center};
+use patchcore_sampler::{covering_radius, greedy_k_center, greedy_k_center_pruned};
 
 fn points(fx: &Fixture, name: &str) -> Array2<f32> {
     let a = fx.f32(name).unwrap();
@@ -20,6 +20,11 @@ fn check(fx: &Fixture, pts: &Array2<f32>, prefix: &str) {
         .collect();
     let run = greedy_k_center(pts.view(), expect.len(), 0, &NoProgress).unwrap();
     assert_eq!(run.indices, expect, "{prefix}: selection order differs");
+    let pruned = greedy_k_center_pruned(pts.view(), expect.len(), 0, &NoProgress).unwrap();
+    assert_eq!(
+        pruned.indices, expect,
+        "{prefix}: pruned selection order differs"
+    );
     let picked = fx.f64(&format!("{prefix}.picked_distance")).unwrap().values;
     for (i, (a, b)) in run.picked_distance.iter().zip(&picked).enumerate() {
         assert!(

@@ -1,65 +1,159 @@
 //! proptest invariants of the samplers on small random inputs.
+//!
+//! Case counts: 256 random inputs per property (512 for the cheap pruned-vs-plain equality),
+//! each with up to 120 points in up to 12 dimensions, so every property is checked on
+//! thousands of greedy steps, degenerate inputs (n = 1, duplicated rows, k >= n) included.
 
 use std::collections::HashSet;
 
 use ndarray::Array2;
 use patchcore_core::NoProgress;
-use patchcore_sampler::{GreedyCoreset, RandomSampler, SampleSize, Sampler, covering_radius};
+use patchcore_sampler::{
+    GreedyCoreset, GreedyVariant, IdentitySampler, ProjDim, Projection, RandomSampler, SampleSize,
+    Sampler, covering_radius, greedy_k_center, greedy_k_center_pruned,
+};
 use proptest::prelude::*;
 
-fn matrix() -> impl Strategy<Value = Array2<f32>> {
-    (1usize..120, 1usize..12).prop_flat_map(|(n, d)| {
-        prop::collection::vec(-10.0f32..10.0, n * d)
-            .prop_map(move |v| Array2::from_shape_vec((n, d), v).unwrap())
+fn matrix(max_n: usize, max_d: usize) -> impl Strategy<Value = Array2<f32>> {
+    (1usize..max_n, 1usize..max_d).prop_flat_map(|(n, d)| {
+        // Coarse values produce duplicated rows and exact ties.
+        prop_oneof![
+            prop::collection::vec(-10.0f32..10.0, n * d),
+            prop::collection::vec((-3i32..3).prop_map(|v| v as f32), n * d),
+        ]
+        .prop_map(move |v| Array2::from_shape_vec((n, d), v).unwrap())
     })
 }
 
-fn greedy(k: usize, proj: Option<usize>, seed: u64) -> GreedyCoreset {
+fn greedy(k: usize, projection: Projection, seed: u64, variant: GreedyVariant) -> GreedyCoreset {
     GreedyCoreset {
         size: SampleSize::Count(k),
-        projection_dim: proj,
+        projection,
         seed,
         start: None,
+        variant,
     }
 }
 
+fn projections() -> impl Strategy<Value = Projection> {
+    prop_oneof![
+        Just(Projection::None),
+        (1usize..6).prop_map(|d| Projection::Gaussian(ProjDim::Fixed(d))),
+        (1usize..6).prop_map(|d| Projection::Sparse {
+            dim: ProjDim::Fixed(d),
+            density: Some(1.0 / 3.0)
+        }),
+    ]
+}
+
+fn variants() -> impl Strategy<Value = GreedyVariant> {
+    prop_oneof![
+        Just(GreedyVariant::Plain),
+        Just(GreedyVariant::Pruned),
+        (1usize..12).prop_map(|starts| GreedyVariant::Approximate { starts }),
+    ]
+}
+
+/// The optimal k-center radius by brute force over all k-subsets (tiny inputs only).
+fn optimal_radius(x: &Array2<f32>, k: usize) -> f32 {
+    fn rec(x: &Array2<f32>, k: usize, from: usize, chosen: &mut Vec<usize>, best: &mut f32) {
+        if chosen.len() == k {
+            *best = best.min(covering_radius(x.view(), chosen));
+            return;
+        }
+        for i in from..x.nrows() {
+            chosen.push(i);
+            rec(x, k, i + 1, chosen, best);
+            chosen.pop();
+        }
+    }
+    let mut best = f32::INFINITY;
+    rec(x, k.min(x.nrows()), 0, &mut Vec::new(), &mut best);
+    best
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn selection_is_a_subset_of_requested_size(x in matrix(), k in 1usize..60, seed in 0u64..1000, proj in prop::option::of(1usize..6)) {
+    fn selection_is_a_subset_of_requested_size(
+        x in matrix(120, 12), k in 1usize..60, seed in 0u64..1000, proj in projections(), variant in variants()
+    ) {
         let n = x.nrows();
-        for sampler in [&greedy(k, proj, seed) as &dyn Sampler, &RandomSampler { size: SampleSize::Count(k), seed }] {
+        let g = greedy(k, proj, seed, variant);
+        let r = RandomSampler { size: SampleSize::Count(k), seed };
+        for sampler in [&g as &dyn Sampler, &r] {
             let sel = sampler.select(x.view(), &NoProgress).unwrap();
-            prop_assert_eq!(sel.len(), k.min(n));
+            prop_assert_eq!(sel.len(), k.min(n), "{}", sampler.name());
             prop_assert!(sel.iter().all(|&i| i < n));
             let set: HashSet<_> = sel.iter().collect();
-            prop_assert_eq!(set.len(), sel.len(), "repeated index");
+            prop_assert_eq!(set.len(), sel.len(), "repeated index from {}", sampler.name());
         }
+        prop_assert_eq!(IdentitySampler.select(x.view(), &NoProgress).unwrap(), (0..n).collect::<Vec<_>>());
     }
 
     #[test]
-    fn covering_radius_never_increases_with_size(x in matrix(), seed in 0u64..1000) {
+    fn covering_radius_never_increases_with_size(x in matrix(80, 8), seed in 0u64..1000, variant in variants()) {
         let n = x.nrows();
         let mut last = f32::INFINITY;
         for k in 1..=n.min(25) {
-            let sel = greedy(k, None, seed).select(x.view(), &NoProgress).unwrap();
+            let sel = greedy(k, Projection::None, seed, variant).select(x.view(), &NoProgress).unwrap();
             let r = covering_radius(x.view(), &sel);
             prop_assert!(r <= last + 1e-5, "radius grew from {} to {} at k={}", last, r, k);
             last = r;
         }
-        // Keeping every row covers everything.
-        let all = greedy(n, None, seed).select(x.view(), &NoProgress).unwrap();
+        let all = greedy(n, Projection::None, seed, variant).select(x.view(), &NoProgress).unwrap();
         prop_assert_eq!(covering_radius(x.view(), &all), 0.0);
     }
 
     #[test]
-    fn same_seed_same_selection(x in matrix(), k in 1usize..40, seed in 0u64..1000) {
-        let a = greedy(k, Some(3), seed).select(x.view(), &NoProgress).unwrap();
-        let b = greedy(k, Some(3), seed).select(x.view(), &NoProgress).unwrap();
+    fn greedy_is_a_two_approximation(x in matrix(10, 4), k in 1usize..4, seed in 0u64..1000) {
+        let opt = optimal_radius(&x, k);
+        let sel = greedy(k, Projection::None, seed, GreedyVariant::Plain).select(x.view(), &NoProgress).unwrap();
+        let r = covering_radius(x.view(), &sel);
+        prop_assert!(r <= 2.0 * opt * (1.0 + 1e-5) + 1e-6, "greedy radius {} > 2 x optimum {}", r, opt);
+    }
+
+    #[test]
+    fn same_seed_same_selection(x in matrix(120, 12), k in 1usize..40, seed in 0u64..1000, proj in projections(), variant in variants()) {
+        let a = greedy(k, proj, seed, variant).select(x.view(), &NoProgress).unwrap();
+        let b = greedy(k, proj, seed, variant).select(x.view(), &NoProgress).unwrap();
         prop_assert_eq!(a, b);
         let a = RandomSampler { size: SampleSize::Count(k), seed }.select(x.view(), &NoProgress).unwrap();
         let b = RandomSampler { size: SampleSize::Count(k), seed }.select(x.view(), &NoProgress).unwrap();
         prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn greedy_beats_random_on_clustered_data(
+        centres in prop::collection::vec(prop::collection::vec(-100.0f32..100.0, 3), 6),
+        jitter in prop::collection::vec(-1.0f32..1.0, 6 * 10 * 3),
+        seed in 0u64..1000,
+    ) {
+        // Six tight clusters of ten points; k = 6.
+        let x = Array2::from_shape_fn((60, 3), |(i, j)| centres[i / 10][j] + jitter[i * 3 + j]);
+        let sel = greedy(6, Projection::None, seed, GreedyVariant::Plain).select(x.view(), &NoProgress).unwrap();
+        let g = covering_radius(x.view(), &sel);
+        let random_mean: f32 = (0..20u64)
+            .map(|s| {
+                let sel = RandomSampler { size: SampleSize::Count(6), seed: seed * 100 + s }.select(x.view(), &NoProgress).unwrap();
+                covering_radius(x.view(), &sel)
+            })
+            .sum::<f32>()
+            / 20.0;
+        prop_assert!(g <= random_mean + 1e-4, "greedy {} vs random mean {}", g, random_mean);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn pruned_greedy_equals_plain_greedy(x in matrix(120, 12), k in 1usize..80, start_frac in 0.0f64..1.0) {
+        let start = ((x.nrows() as f64 * start_frac) as usize).min(x.nrows() - 1);
+        let plain = greedy_k_center(x.view(), k, start, &NoProgress).unwrap();
+        let pruned = greedy_k_center_pruned(x.view(), k, start, &NoProgress).unwrap();
+        prop_assert_eq!(&plain.indices, &pruned.indices);
+        prop_assert_eq!(plain.radius, pruned.radius);
     }
 }

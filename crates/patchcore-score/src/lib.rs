@@ -12,7 +12,7 @@
 
 mod map;
 
-pub use map::{gaussian_blur, gaussian_kernel, resize_bilinear};
+pub use map::{gaussian_blur, gaussian_kernel, resize_bilinear, resize_nearest};
 
 use ndarray::{Array2, ArrayView2};
 use patchcore_core::{Error, PatchFeatures, Result};
@@ -52,9 +52,23 @@ pub trait Scorer: Send + Sync {
     ) -> Array2<f32>;
 }
 
+/// How the patch-score grid is brought to the image size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsample {
+    /// Bilinear, `align_corners = false` (anomalib, the official code).
+    #[default]
+    Bilinear,
+    /// Nearest neighbour (PyTorch `nearest`: source `floor(dst * in / out)`).
+    Nearest,
+}
+
 /// PatchCore's scorer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchCoreScorer {
+    /// Upsampling of the patch grid to the image.
+    #[serde(default)]
+    pub upsample: Upsample,
     /// Neighbourhood size `k` of eq. 7 (`1` = plain max; anomalib's default is 9).
     pub num_neighbors: usize,
     /// Gaussian smoothing of the anomaly map, in pixels (the paper: 4). `0` disables it.
@@ -66,6 +80,7 @@ impl Default for PatchCoreScorer {
         Self {
             num_neighbors: 9,
             sigma: 4.0,
+            upsample: Upsample::Bilinear,
         }
     }
 }
@@ -85,6 +100,7 @@ impl PatchCoreScorer {
         Ok(Self {
             num_neighbors,
             sigma,
+            upsample: Upsample::Bilinear,
         })
     }
 
@@ -162,7 +178,10 @@ impl Scorer for PatchCoreScorer {
         height: usize,
         width: usize,
     ) -> Array2<f32> {
-        let up = resize_bilinear(patch_scores, height, width);
+        let up = match self.upsample {
+            Upsample::Bilinear => resize_bilinear(patch_scores, height, width),
+            Upsample::Nearest => resize_nearest(patch_scores, height, width),
+        };
         if self.sigma > 0.0 {
             gaussian_blur(up.view(), self.sigma)
         } else {

@@ -25,6 +25,14 @@ pub fn resize_bilinear(src: ArrayView2<'_, f32>, out_h: usize, out_w: usize) -> 
     })
 }
 
+/// Nearest-neighbour resize with PyTorch's `nearest` rule: source index `floor(dst * in / out)`.
+pub fn resize_nearest(src: ArrayView2<'_, f32>, out_h: usize, out_w: usize) -> Array2<f32> {
+    let (h, w) = src.dim();
+    Array2::from_shape_fn((out_h, out_w), |(i, j)| {
+        src[[((i * h) / out_h).min(h - 1), ((j * w) / out_w).min(w - 1)]]
+    })
+}
+
 /// Normalised 1-D Gaussian kernel of size `2*floor(4 sigma + 0.5) + 1` (anomalib's choice).
 pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let radius = (4.0 * sigma + 0.5) as usize;
@@ -82,6 +90,21 @@ mod tests {
         let up = resize_bilinear(src.view(), 4, 4);
         assert_eq!(up.row(0).to_vec(), vec![0.0, 0.25, 0.75, 1.0]);
         assert_eq!(up.column(0).to_vec(), vec![0.0, 0.5, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn nearest_matches_torch() {
+        // F.interpolate(x, size=(4, 4), mode="nearest") repeats each cell 2x2.
+        let src = Array2::from_shape_vec((2, 2), vec![0., 1., 2., 3.]).unwrap();
+        let up = resize_nearest(src.view(), 4, 4);
+        assert_eq!(up.row(0).to_vec(), vec![0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(up.row(3).to_vec(), vec![2.0, 2.0, 3.0, 3.0]);
+        // Downsampling 3 -> 2 picks cells 0 and 1 (floor(1 * 3 / 2) = 1).
+        let src = Array2::from_shape_vec((1, 3), vec![5., 6., 7.]).unwrap();
+        assert_eq!(
+            resize_nearest(src.view(), 1, 2).row(0).to_vec(),
+            vec![5.0, 6.0]
+        );
     }
 
     #[test]

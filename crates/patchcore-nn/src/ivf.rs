@@ -1,0 +1,149 @@
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use patchcore_core::{Error, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::{ExactIndex, NearestNeighborIndex, Neighbors, TopK, check_query};
+
+/// An inverted-file index (IVF-flat, Jégou et al. 2011): the bank is partitioned by a
+/// k-means coarse quantiser into `nlist` cells; a query scans only the rows of its `nprobe`
+/// nearest cells, with exact distances. Approximate: a true neighbour in an unprobed cell is
+/// missed. `nprobe = nlist` is exact.
+#[derive(Debug, Clone)]
+pub struct IvfIndex {
+    bank: Array2<f32>,
+    centroids: ExactIndex,
+    lists: Vec<Vec<usize>>,
+    nprobe: usize,
+}
+
+/// Squared Euclidean distance from differences.
+fn sq_dist(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+impl IvfIndex {
+    /// Builds the index: `nlist` cells (`0` = `round(sqrt(n))`), `iterations` of Lloyd's
+    /// k-means from seeded random rows, `nprobe` cells scanned per query.
+    pub fn new(
+        bank: Array2<f32>,
+        nlist: usize,
+        nprobe: usize,
+        iterations: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let n = bank.nrows();
+        if n == 0 || bank.ncols() == 0 {
+            return Err(Error::InvalidArgument("memory bank is empty".into()));
+        }
+        if bank.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(
+                "memory bank holds NaN or infinite values".into(),
+            ));
+        }
+        let nlist = if nlist == 0 {
+            ((n as f64).sqrt().round() as usize).max(1)
+        } else {
+            nlist
+        }
+        .min(n);
+        if nprobe == 0 {
+            return Err(Error::config("nn.nprobe", "must be at least 1"));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let init = rand::seq::index::sample(&mut rng, n, nlist).into_vec();
+        let mut centroids = bank.select(Axis(0), &init);
+        let mut assign = vec![0usize; n];
+        for it in 0..=iterations {
+            let index = ExactIndex::new(centroids.clone())?;
+            let nn = index.search(bank.view(), 1)?;
+            assign = nn.indices.column(0).to_vec();
+            if it == iterations {
+                break;
+            }
+            let mut sums = Array2::<f64>::zeros(centroids.dim());
+            let mut counts = vec![0usize; nlist];
+            for (i, &c) in assign.iter().enumerate() {
+                counts[c] += 1;
+                sums.row_mut(c)
+                    .zip_mut_with(&bank.row(i), |s, v| *s += *v as f64);
+            }
+            for c in 0..nlist {
+                if counts[c] > 0 {
+                    centroids
+                        .row_mut(c)
+                        .assign(&sums.row(c).mapv(|v| (v / counts[c] as f64) as f32));
+                }
+                // An empty cell keeps its centroid (it stays a valid, if useless, probe).
+            }
+        }
+        let mut lists = vec![Vec::new(); nlist];
+        for (i, &c) in assign.iter().enumerate() {
+            lists[c].push(i);
+        }
+        Ok(Self {
+            bank,
+            centroids: ExactIndex::new(centroids)?,
+            lists,
+            nprobe: nprobe.min(nlist),
+        })
+    }
+
+    /// Number of cells.
+    pub fn nlist(&self) -> usize {
+        self.lists.len()
+    }
+}
+
+impl NearestNeighborIndex for IvfIndex {
+    fn name(&self) -> &str {
+        "ivf_flat"
+    }
+
+    fn len(&self) -> usize {
+        self.bank.nrows()
+    }
+
+    fn dim(&self) -> usize {
+        self.bank.ncols()
+    }
+
+    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+        self.bank.row(i)
+    }
+
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<Neighbors> {
+        let k = check_query(self, &queries, k)?;
+        let probes = self.centroids.search(queries, self.nprobe)?;
+        let nq = queries.nrows();
+        let rows: Vec<TopK> = (0..nq)
+            .into_par_iter()
+            .map(|r| {
+                let q = queries.row(r);
+                let mut top = TopK::new(k);
+                for &cell in probes.indices.row(r) {
+                    for &i in &self.lists[cell] {
+                        top.push(sq_dist(q, self.bank.row(i)), i);
+                    }
+                }
+                top
+            })
+            .collect();
+        let mut distances = Array2::<f32>::from_elem((nq, k), f32::INFINITY);
+        let mut indices = Array2::<usize>::zeros((nq, k));
+        for (r, top) in rows.into_iter().enumerate() {
+            // Fewer than k rows in the probed cells: the remaining slots repeat the farthest
+            // found (never happens when the probed cells hold >= k rows).
+            let found = top.d.len();
+            for j in 0..k {
+                let src = j.min(found.saturating_sub(1));
+                if found > 0 {
+                    distances[[r, j]] = top.d[src].sqrt();
+                    indices[[r, j]] = top.i[src];
+                }
+            }
+        }
+        Ok(Neighbors { distances, indices })
+    }
+}
