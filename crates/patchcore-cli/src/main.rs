@@ -64,6 +64,16 @@ enum Command {
         /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
         #[arg(long, default_value_t = 2.0)]
         min_time: f64,
+        /// What to run: "components" (backbones, coreset, k-NN) or "samplers" (every sampler
+        /// on --rows x --cols clustered features).
+        #[arg(long, default_value = "components")]
+        suite: String,
+        /// Rows of the sampler suite.
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Feature width of the sampler suite.
+        #[arg(long, default_value_t = 1536)]
+        cols: usize,
     },
 }
 
@@ -74,7 +84,18 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             devices,
             batches,
             min_time,
+            suite,
+            rows,
+            cols,
         } => {
+            if suite == "samplers" {
+                return bench::samplers(rows, cols);
+            }
+            if suite != "components" {
+                return Err(patchcore_core::Error::InvalidArgument(format!(
+                    "unknown --suite `{suite}`; allowed: components, samplers"
+                )));
+            }
             let devices: Vec<ComputeDevice> = devices
                 .iter()
                 .map(|d| d.parse())

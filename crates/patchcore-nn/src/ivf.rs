@@ -14,13 +14,9 @@ use crate::{ExactIndex, NearestNeighborIndex, Neighbors, TopK, check_query};
 pub struct IvfIndex {
     bank: Array2<f32>,
     centroids: ExactIndex,
-    lists: Vec<Vec<usize>>,
+    /// Per cell: an exact index over its rows (None when empty) and their bank row ids.
+    cells: Vec<(Option<ExactIndex>, Vec<usize>)>,
     nprobe: usize,
-}
-
-/// Squared Euclidean distance from differences.
-fn sq_dist(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 impl IvfIndex {
@@ -82,17 +78,28 @@ impl IvfIndex {
         for (i, &c) in assign.iter().enumerate() {
             lists[c].push(i);
         }
+        let cells = lists
+            .into_iter()
+            .map(|ids| {
+                let index = if ids.is_empty() {
+                    None
+                } else {
+                    Some(ExactIndex::new(bank.select(Axis(0), &ids))?)
+                };
+                Ok((index, ids))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             bank,
             centroids: ExactIndex::new(centroids)?,
-            lists,
+            cells,
             nprobe: nprobe.min(nlist),
         })
     }
 
     /// Number of cells.
     pub fn nlist(&self) -> usize {
-        self.lists.len()
+        self.cells.len()
     }
 }
 
@@ -117,19 +124,32 @@ impl NearestNeighborIndex for IvfIndex {
         let k = check_query(self, &queries, k)?;
         let probes = self.centroids.search(queries, self.nprobe)?;
         let nq = queries.nrows();
-        let rows: Vec<TopK> = (0..nq)
-            .into_par_iter()
-            .map(|r| {
-                let q = queries.row(r);
-                let mut top = TopK::new(k);
-                for &cell in probes.indices.row(r) {
-                    for &i in &self.lists[cell] {
-                        top.push(sq_dist(q, self.bank.row(i)), i);
-                    }
-                }
-                top
+        // Batch the queries by probed cell, so each cell is searched with one GEMM.
+        let mut per_cell: Vec<Vec<usize>> = vec![Vec::new(); self.cells.len()];
+        for r in 0..nq {
+            for &cell in probes.indices.row(r) {
+                per_cell[cell].push(r);
+            }
+        }
+        let found: Vec<(usize, Neighbors)> = per_cell
+            .par_iter()
+            .enumerate()
+            .filter_map(|(c, qs)| match (&self.cells[c].0, qs.is_empty()) {
+                (Some(index), false) => Some((c, index, qs)),
+                _ => None,
             })
-            .collect();
+            .map(|(c, index, qs)| Ok((c, index.search(queries.select(Axis(0), qs).view(), k)?)))
+            .collect::<Result<_>>()?;
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        for (c, nn) in found {
+            let ids = &self.cells[c].1;
+            for (j, &r) in per_cell[c].iter().enumerate() {
+                for (d, &local) in nn.distances.row(j).iter().zip(nn.indices.row(j)) {
+                    tops[r].push(*d, ids[local]);
+                }
+            }
+        }
+        let rows = tops;
         let mut distances = Array2::<f32>::from_elem((nq, k), f32::INFINITY);
         let mut indices = Array2::<usize>::zeros((nq, k));
         for (r, top) in rows.into_iter().enumerate() {
@@ -139,7 +159,7 @@ impl NearestNeighborIndex for IvfIndex {
             for j in 0..k {
                 let src = j.min(found.saturating_sub(1));
                 if found > 0 {
-                    distances[[r, j]] = top.d[src].sqrt();
+                    distances[[r, j]] = top.d[src];
                     indices[[r, j]] = top.i[src];
                 }
             }

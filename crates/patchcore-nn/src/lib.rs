@@ -83,7 +83,12 @@ pub fn recall_at_1(
     let e = exact.search(queries, 1)?;
     let a = approx.search(queries, 1)?;
     let dist = |r: usize, i: usize| -> f64 {
-        queries.row(r).iter().zip(exact.row(i).iter()).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>()
+        queries
+            .row(r)
+            .iter()
+            .zip(exact.row(i).iter())
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
     };
     let hits = (0..queries.nrows())
         .filter(|&r| dist(r, a.indices[[r, 0]]) <= dist(r, e.indices[[r, 0]]) * (1.0 + 1e-9))
