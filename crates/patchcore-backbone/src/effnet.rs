@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 use patchcore_core::{Error, Result};
 
 use crate::Backbone;
-use crate::layers::{Act, ConvBn, PaddingMode};
+use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
 use crate::weights::TensorMap;
 
 /// Tappable layer names, shallow to deep, with their strides.
@@ -86,26 +86,7 @@ impl EfficientNetLite0 {
         bn_eps: f32,
         device: &Device,
     ) -> Result<Self> {
-        if layers.is_empty() {
-            return Err(Error::config(
-                "backbone.layers",
-                "at least one layer must be tapped",
-            ));
-        }
-        let mut tap_ids = Vec::new();
-        for l in layers {
-            let id = EFFNET_LITE0_LAYERS
-                .iter()
-                .position(|(n, _)| n == l)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect();
-                    Error::config(
-                        "backbone.layers",
-                        format!("unknown layer `{l}` for efficientnet_lite0; allowed: {names:?}"),
-                    )
-                })?;
-            tap_ids.push(id);
-        }
+        let tap_ids = resolve_taps(layers, &EFFNET_LITE0_LAYERS, "efficientnet_lite0")?;
         let stem = ConvBn::load(
             &mut map,
             "_conv_stem",
@@ -259,41 +240,20 @@ impl Backbone for EfficientNetLite0 {
     }
 
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
-        let [_, c, h, w] = x.dims();
-        if c != 3 {
-            return Err(Error::Shape(format!(
-                "backbone input has {c} channels, expected 3"
-            )));
-        }
-        let max_stride = self.strides().into_iter().max().unwrap_or(1);
-        if h % max_stride != 0 || w % max_stride != 0 || h == 0 || w == 0 {
-            return Err(Error::Shape(format!(
-                "backbone input {h}x{w} is not a positive multiple of the deepest stride {max_stride}"
-            )));
-        }
-        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.tap_ids.len()];
-        let mut record = |id: usize, t: &Tensor<4>| {
-            for (slot, &tid) in outputs.iter_mut().zip(&self.tap_ids) {
-                if tid == id {
-                    *slot = Some(t.clone());
-                }
-            }
-        };
+        check_input(&x, &self.strides())?;
+        let mut taps = Taps::new(&self.tap_ids);
         let mut y = self.stem.forward(x, self.padding);
-        record(0, &y);
+        taps.record(0, &y);
         for (s, blocks) in self.stages.iter().enumerate() {
             for b in blocks {
                 y = b.forward(y, self.padding);
             }
-            record(s + 1, &y);
+            taps.record(s + 1, &y);
         }
         if let Some(head) = &self.head {
             y = head.forward(y, self.padding);
-            record(8, &y);
+            taps.record(8, &y);
         }
-        Ok(outputs
-            .into_iter()
-            .map(|o| o.expect("every tap recorded"))
-            .collect())
+        Ok(taps.finish())
     }
 }

@@ -113,3 +113,77 @@ impl ConvBn {
         }
     }
 }
+
+/// Resolves tap names to their positions in `table` (name, stride), in request order.
+pub(crate) fn resolve_taps(
+    layers: &[String],
+    table: &[(&str, usize)],
+    arch: &str,
+) -> Result<Vec<usize>> {
+    if layers.is_empty() {
+        return Err(Error::config(
+            "backbone.layers",
+            "at least one layer must be tapped",
+        ));
+    }
+    layers
+        .iter()
+        .map(|l| {
+            table.iter().position(|(n, _)| n == l).ok_or_else(|| {
+                let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+                Error::config(
+                    "backbone.layers",
+                    format!("unknown layer `{l}` for {arch}; allowed: {names:?}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks a backbone input `[B, 3, H, W]` against the deepest tapped stride.
+pub(crate) fn check_input(x: &Tensor<4>, strides: &[usize]) -> Result<()> {
+    let [_, c, h, w] = x.dims();
+    if c != 3 {
+        return Err(Error::Shape(format!(
+            "backbone input has {c} channels, expected 3"
+        )));
+    }
+    let max_stride = strides.iter().copied().max().unwrap_or(1);
+    if h == 0 || w == 0 || h % max_stride != 0 || w % max_stride != 0 {
+        return Err(Error::Shape(format!(
+            "backbone input {h}x{w} is not a positive multiple of the deepest stride {max_stride}"
+        )));
+    }
+    Ok(())
+}
+
+/// Collects the outputs of the tapped layers during a forward pass.
+pub(crate) struct Taps<'a> {
+    ids: &'a [usize],
+    outputs: Vec<Option<Tensor<4>>>,
+}
+
+impl<'a> Taps<'a> {
+    pub(crate) fn new(ids: &'a [usize]) -> Self {
+        Self {
+            ids,
+            outputs: vec![None; ids.len()],
+        }
+    }
+
+    /// Records `t` as the output of layer `id` (for every tap that names it).
+    pub(crate) fn record(&mut self, id: usize, t: &Tensor<4>) {
+        for (slot, &tid) in self.outputs.iter_mut().zip(self.ids) {
+            if tid == id {
+                *slot = Some(t.clone());
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<Tensor<4>> {
+        self.outputs
+            .into_iter()
+            .map(|o| o.expect("every tap recorded"))
+            .collect()
+    }
+}

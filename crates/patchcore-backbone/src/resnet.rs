@@ -12,7 +12,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::Backbone;
-use crate::layers::{Act, ConvBn, PaddingMode};
+use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
 use crate::weights::{NamedTensor, TensorMap};
 
 /// Tappable layers and their strides.
@@ -258,26 +258,7 @@ impl ResNet {
         layers: &[String],
         device: &Device,
     ) -> Result<Self> {
-        if layers.is_empty() {
-            return Err(Error::config(
-                "backbone.layers",
-                "at least one layer must be tapped",
-            ));
-        }
-        let mut tap_ids = Vec::new();
-        for l in layers {
-            let id = RESNET_LAYERS
-                .iter()
-                .position(|(n, _)| n == l)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = RESNET_LAYERS.iter().map(|(n, _)| *n).collect();
-                    Error::config(
-                        "backbone.layers",
-                        format!("unknown layer `{l}` for {}; allowed: {names:?}", spec.name),
-                    )
-                })?;
-            tap_ids.push(id);
-        }
+        let tap_ids = resolve_taps(layers, &RESNET_LAYERS, &spec.name)?;
         let deepest = *tap_ids.iter().max().expect("non-empty");
         // Validate in network order (the first mismatch is reported): layers up to the deepest
         // tap must be complete; deeper ones are checked where present, then dropped.
@@ -417,26 +398,8 @@ impl Backbone for ResNet {
     }
 
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
-        let [_, c, h, w] = x.dims();
-        if c != 3 {
-            return Err(Error::Shape(format!(
-                "backbone input has {c} channels, expected 3"
-            )));
-        }
-        let max_stride = self.strides().into_iter().max().unwrap_or(1);
-        if h == 0 || w == 0 || h % max_stride != 0 || w % max_stride != 0 {
-            return Err(Error::Shape(format!(
-                "backbone input {h}x{w} is not a positive multiple of the deepest stride {max_stride}"
-            )));
-        }
-        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.tap_ids.len()];
-        let mut record = |id: usize, t: &Tensor<4>| {
-            for (slot, &tid) in outputs.iter_mut().zip(&self.tap_ids) {
-                if tid == id {
-                    *slot = Some(t.clone());
-                }
-            }
-        };
+        check_input(&x, &self.strides())?;
+        let mut taps = Taps::new(&self.tap_ids);
         let y = self.stem.forward(x, PaddingMode::Symmetric);
         let mut y = max_pool2d(
             y,
@@ -444,16 +407,13 @@ impl Backbone for ResNet {
                 .with_stride([2, 2])
                 .with_padding([1, 1]),
         );
-        record(0, &y);
+        taps.record(0, &y);
         for (s, blocks) in self.stages.iter().enumerate() {
             for b in blocks {
                 y = b.forward(y);
             }
-            record(s + 1, &y);
+            taps.record(s + 1, &y);
         }
-        Ok(outputs
-            .into_iter()
-            .map(|o| o.expect("every tap recorded"))
-            .collect())
+        Ok(taps.finish())
     }
 }
