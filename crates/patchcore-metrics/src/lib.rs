@@ -2,7 +2,17 @@
 //!
 //! * [`auroc`]: area under the ROC curve, the trapezoid over every distinct threshold
 //!   (equal scores form one step), as `sklearn.metrics.roc_auc_score`.
-//! * [`PixelAuroc`]: the same over every pixel of a category, accumulated map by map.
+//! * [`image_metrics`]: AUROC, AUPR (average precision, as
+//!   `sklearn.metrics.average_precision_score`), F1-max and its threshold.
+//! * [`PixelMetrics`]: the same over every pixel of a category plus AUPRO (PRO integrated up
+//!   to an FPR limit over the 8-connected regions of the masks, normalised by the limit, as
+//!   MVTec and anomalib), accumulated map by map: one `(f32, u32)` pair per pixel, sorted once.
+
+mod curves;
+mod pro;
+
+pub use curves::PrSummary;
+pub use pro::connected_components;
 
 use patchcore_core::{Error, Result};
 use rayon::prelude::*;
@@ -54,6 +64,131 @@ fn auroc_sorted_desc(pairs: &[(f32, bool)]) -> Result<f64> {
         prev_fpr = fpr;
     }
     Ok(area)
+}
+
+/// Image-level metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageMetrics {
+    pub auroc: f64,
+    pub aupr: f64,
+    pub f1_max: f64,
+    /// Score threshold achieving `f1_max` (images scoring at least this are anomalous).
+    pub f1_threshold: f32,
+}
+
+/// AUROC, AUPR and F1-max of image scores.
+pub fn image_metrics(scores: &[f32], labels: &[bool]) -> Result<ImageMetrics> {
+    if scores.len() != labels.len() {
+        return Err(Error::Shape(format!(
+            "{} scores for {} labels",
+            scores.len(),
+            labels.len()
+        )));
+    }
+    if scores.iter().any(|s| s.is_nan()) {
+        return Err(Error::NonFinite("metrics over NaN scores".into()));
+    }
+    let mut pairs: Vec<(f32, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    pairs.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let (auroc, pr) = curves::sweep(&pairs)?;
+    Ok(ImageMetrics {
+        auroc,
+        aupr: pr.aupr,
+        f1_max: pr.f1_max,
+        f1_threshold: pr.f1_threshold,
+    })
+}
+
+/// Pixel-level metrics of a category.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelMetricValues {
+    pub auroc: f64,
+    pub aupr: f64,
+    pub f1_max: f64,
+    pub f1_threshold: f32,
+    /// AUPRO up to `fpr_limit`, normalised to [0, 1].
+    pub aupro: f64,
+    pub fpr_limit: f64,
+    /// Number of ground-truth regions (8-connected components over all masks).
+    pub regions: usize,
+}
+
+/// Pixel metrics accumulated one anomaly map at a time.
+///
+/// Each pixel is kept as `(score, region)` (8 bytes; region 0 = background), never as a copy
+/// of the maps in f64.
+#[derive(Debug, Default, Clone)]
+pub struct PixelMetrics {
+    pairs: Vec<(f32, u32)>,
+    sizes: Vec<u64>,
+}
+
+impl PixelMetrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one `[height, width]` map with its mask (`mask[i] != 0` = defect).
+    pub fn add(&mut self, map: &[f32], mask: &[u8], height: usize, width: usize) -> Result<()> {
+        if map.len() != mask.len() || map.len() != height * width {
+            return Err(Error::Shape(format!(
+                "anomaly map of {} pixels, mask of {}, for {height}x{width}",
+                map.len(),
+                mask.len()
+            )));
+        }
+        if map.iter().any(|v| v.is_nan()) {
+            return Err(Error::NonFinite("anomaly map holds NaN".into()));
+        }
+        let (labels, n) = connected_components(mask, height, width);
+        let base = self.sizes.len() as u32;
+        let mut sizes = vec![0u64; n as usize];
+        for &l in &labels {
+            if l > 0 {
+                sizes[l as usize - 1] += 1;
+            }
+        }
+        self.sizes.extend(sizes);
+        self.pairs.extend(
+            map.iter()
+                .zip(&labels)
+                .map(|(&v, &l)| (v, if l == 0 { 0 } else { base + l })),
+        );
+        Ok(())
+    }
+
+    /// Number of pixels added.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// `true` if no pixel was added.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// All metrics, AUPRO integrated up to `fpr_limit` (MVTec: 0.3).
+    pub fn finish(mut self, fpr_limit: f64) -> Result<PixelMetricValues> {
+        if !(fpr_limit > 0.0 && fpr_limit <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "FPR limit must be in (0, 1], got {fpr_limit}"
+            )));
+        }
+        self.pairs.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let labelled: Vec<(f32, bool)> = self.pairs.iter().map(|&(v, r)| (v, r != 0)).collect();
+        let (auroc, pr) = curves::sweep(&labelled)?;
+        drop(labelled);
+        let aupro = pro::aupro_sorted(&self.pairs, &self.sizes, fpr_limit);
+        Ok(PixelMetricValues {
+            auroc,
+            aupr: pr.aupr,
+            f1_max: pr.f1_max,
+            f1_threshold: pr.f1_threshold,
+            aupro,
+            fpr_limit,
+            regions: self.sizes.len(),
+        })
+    }
 }
 
 /// Pixel-level AUROC accumulated one anomaly map at a time.

@@ -7,7 +7,7 @@ use patchcore_core::{Error, Result};
 use patchcore_data::{
     MvtecCategory, TrainLimit, discover_categories, load_mask, open_folder, open_manifest,
 };
-use patchcore_metrics::{PixelAuroc, auroc};
+use patchcore_metrics::{PixelMetricValues, PixelMetrics, image_metrics};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -32,9 +32,21 @@ pub struct EvaluateOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryResult {
     pub image_auroc: f64,
+    /// Average precision of the image scores.
+    pub image_aupr: f64,
+    pub image_f1_max: f64,
+    /// Image score threshold achieving `image_f1_max`.
+    pub image_f1_threshold: f32,
     /// Absent when the test split lacks masks (see `pixel_metrics_absent`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_auroc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_aupr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_f1_max: Option<f64>,
+    /// AUPRO integrated up to FPR 0.3 over 8-connected ground-truth regions, normalised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_aupro: Option<f64>,
     /// Why pixel metrics are absent, if they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_metrics_absent: Option<String>,
@@ -81,6 +93,12 @@ impl BackboneReport {
 }
 
 impl Report {
+    /// Mean of a metric over the categories that have it (`None` if none has).
+    pub fn mean_of(&self, metric: impl Fn(&CategoryResult) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.categories.values().filter_map(metric).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
     /// Mean image AUROC over categories, and mean pixel AUROC over the categories that
     /// have pixel metrics (`None` if none has).
     pub fn mean(&self) -> (f64, Option<f64>) {
@@ -183,13 +201,13 @@ fn evaluate_category(
     }
     let (scores, maps) = combine_members(members);
     let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
-    let image_auroc = auroc(&scores, &labels)?;
+    let image = image_metrics(&scores, &labels)?;
 
     let pixel_metrics_absent = cat.pixel_metrics_unavailable();
-    let pixel_auroc = if pixel_metrics_absent.is_some() {
+    let pixel = if pixel_metrics_absent.is_some() {
         None
     } else {
-        Some(pixel_auroc_of(cat, &maps, models[0].geometry)?)
+        Some(pixel_metrics_of(cat, &maps, models[0].geometry)?)
     };
 
     let rel = |p: &PathBuf| {
@@ -199,8 +217,14 @@ fn evaluate_category(
             .into_owned()
     };
     Ok(CategoryResult {
-        image_auroc,
-        pixel_auroc,
+        image_auroc: image.auroc,
+        image_aupr: image.aupr,
+        image_f1_max: image.f1_max,
+        image_f1_threshold: image.f1_threshold,
+        pixel_auroc: pixel.map(|p| p.auroc),
+        pixel_aupr: pixel.map(|p| p.aupr),
+        pixel_f1_max: pixel.map(|p| p.f1_max),
+        pixel_aupro: pixel.map(|p| p.aupro),
         pixel_metrics_absent,
         num_train: cat.train.len(),
         num_test: cat.test.len(),
@@ -221,12 +245,15 @@ fn evaluate_category(
     })
 }
 
-/// Pixel AUROC of a category's maps against its masks sent through `geometry`.
-fn pixel_auroc_of(
+/// FPR limit of the AUPRO (MVTec's and anomalib's).
+pub const AUPRO_FPR_LIMIT: f64 = 0.3;
+
+/// Pixel metrics of a category's maps against its masks sent through `geometry`.
+fn pixel_metrics_of(
     cat: &MvtecCategory,
     maps: &[Array2<f32>],
     geometry: patchcore_data::Geometry,
-) -> Result<f64> {
+) -> Result<PixelMetricValues> {
     let masks: Vec<Vec<u8>> = cat
         .test
         .par_iter()
@@ -255,11 +282,12 @@ fn pixel_auroc_of(
             }
         })
         .collect::<Result<_>>()?;
-    let mut pixel = PixelAuroc::new();
+    let mut pixel = PixelMetrics::new();
     for (map, m) in maps.iter().zip(&masks) {
-        pixel.add(map.as_slice().expect("contiguous"), m)?;
+        let (h, w) = map.dim();
+        pixel.add(map.as_slice().expect("contiguous"), m, h, w)?;
     }
-    pixel.finish()
+    pixel.finish(AUPRO_FPR_LIMIT)
 }
 
 /// The categories a config and options describe, layouts checked, train limit applied.

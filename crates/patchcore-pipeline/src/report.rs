@@ -24,14 +24,27 @@ pub fn to_json(report: &Report) -> Result<Value> {
             .insert("images".into(), Value::Array(per_image));
         cats.insert(name.clone(), v);
     }
-    let (img, pix) = report.mean();
     let mut mean = serde_json::Map::new();
-    mean.insert("image_auroc".into(), json!(img));
-    if let Some(p) = pix {
-        mean.insert("pixel_auroc".into(), json!(p));
+    type Metric = fn(&crate::CategoryResult) -> Option<f64>;
+    let metrics: [(&str, Metric); 7] = [
+        ("image_auroc", |c| Some(c.image_auroc)),
+        ("image_aupr", |c| Some(c.image_aupr)),
+        ("image_f1_max", |c| Some(c.image_f1_max)),
+        ("pixel_auroc", |c| c.pixel_auroc),
+        ("pixel_aupr", |c| c.pixel_aupr),
+        ("pixel_f1_max", |c| c.pixel_f1_max),
+        ("pixel_aupro", |c| c.pixel_aupro),
+    ];
+    for (name, metric) in metrics {
+        if let Some(v) = report.mean_of(metric) {
+            mean.insert(name.into(), json!(v));
+        }
     }
     Ok(json!({
         "patchcore_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": env!("PATCHCORE_GIT_REV"),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "aupro_fpr_limit": crate::evaluate::AUPRO_FPR_LIMIT,
         "config": serde_json::to_value(&report.config).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "seed": report.config.seed,
         "device": report.config.device.as_str(),
@@ -46,6 +59,14 @@ pub fn to_json(report: &Report) -> Result<Value> {
         "categories": Value::Object(cats),
         "mean": mean,
     }))
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The Markdown summary.
@@ -103,17 +124,23 @@ pub fn to_markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| category | image AUROC | pixel AUROC | train | test | bank rows | fit (s) | extract (s) | coreset (s) | infer (ms/img) |"
+        "| category | image AUROC | image AUPR | image F1-max | pixel AUROC | pixel AUPRO@0.3 | pixel F1-max | train | test | bank rows | fit (s) | extract (s) | coreset (s) | infer (ms/img) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let opt = |v: Option<f64>| v.map(|p| format!("{p:.4}")).unwrap_or_else(|| "—".into());
     for (name, c) in &report.categories {
         let _ = writeln!(
             s,
-            "| {name} | {:.4} | {} | {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {name} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} / {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             c.image_auroc,
-            c.pixel_auroc
-                .map(|p| format!("{p:.4}"))
-                .unwrap_or_else(|| "—".into()),
+            c.image_aupr,
+            c.image_f1_max,
+            opt(c.pixel_auroc),
+            opt(c.pixel_aupro),
+            opt(c.pixel_f1_max),
             c.num_train,
             c.num_test,
             c.bank_rows,
@@ -124,11 +151,20 @@ pub fn to_markdown(report: &Report) -> String {
             c.infer_ms_per_image
         );
     }
-    let (img, pix) = report.mean();
-    let pix = pix
-        .map(|p| format!("**{p:.4}**"))
-        .unwrap_or_else(|| "—".into());
-    let _ = writeln!(s, "| **mean** | **{img:.4}** | {pix} | | | | | | | |");
+    let bold = |v: Option<f64>| {
+        v.map(|p| format!("**{p:.4}**"))
+            .unwrap_or_else(|| "—".into())
+    };
+    let _ = writeln!(
+        s,
+        "| **mean** | {} | {} | {} | {} | {} | {} | | | | | | | |",
+        bold(report.mean_of(|c| Some(c.image_auroc))),
+        bold(report.mean_of(|c| Some(c.image_aupr))),
+        bold(report.mean_of(|c| Some(c.image_f1_max))),
+        bold(report.mean_of(|c| c.pixel_auroc)),
+        bold(report.mean_of(|c| c.pixel_aupro)),
+        bold(report.mean_of(|c| c.pixel_f1_max)),
+    );
     for (name, c) in &report.categories {
         if let Some(why) = &c.pixel_metrics_absent {
             let _ = writeln!(s, "\nPixel metrics of `{name}` are absent: {why}.");

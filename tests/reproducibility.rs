@@ -1,0 +1,102 @@
+//! Two runs with the same config and seed give byte-identical report.json once the timing
+//! and memory fields are removed.
+
+use patchcore::data::synthetic::{SyntheticSpec, generate};
+use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
+
+const VOLATILE: [&str; 5] = [
+    "fit_seconds",
+    "extract_seconds",
+    "coreset_seconds",
+    "infer_ms_per_image",
+    "peak_rss_bytes",
+];
+
+fn strip(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for k in VOLATILE {
+                m.remove(k);
+            }
+            m.values_mut().for_each(strip);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+#[test]
+fn same_config_and_seed_give_the_same_report() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        train: 5,
+        test_good: 3,
+        test_per_defect: 3,
+        ..Default::default()
+    };
+    generate(data.path(), &spec).unwrap();
+    let mut cfg = Config::default_experiment().unwrap();
+    cfg.seed = 7;
+    cfg.sampler.ratio = Some(0.05);
+    let mut texts = Vec::new();
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        evaluate(
+            &cfg,
+            &EvaluateOptions {
+                data_root: data.path().into(),
+                categories: vec![],
+                output: Some(out.path().into()),
+                quiet: true,
+            },
+        )
+        .unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+                .unwrap();
+        for key in [
+            "git_revision",
+            "peak_rss_bytes",
+            "threads",
+            "seed",
+            "device",
+        ] {
+            assert!(json.get(key).is_some(), "report.json records {key}");
+        }
+        let cat = &json["categories"][&spec.category];
+        for key in [
+            "image_aupr",
+            "image_f1_max",
+            "image_f1_threshold",
+            "pixel_aupro",
+            "pixel_f1_max",
+            "pixel_aupr",
+        ] {
+            assert!(cat[key].is_number(), "report.json lacks {key}");
+        }
+        strip(&mut json);
+        texts.push(serde_json::to_string_pretty(&json).unwrap());
+    }
+    assert_eq!(
+        texts[0], texts[1],
+        "report.json differs between two identical runs"
+    );
+    // A different seed changes the coreset, hence the report.
+    cfg.seed = 8;
+    let out = tempfile::tempdir().unwrap();
+    evaluate(
+        &cfg,
+        &EvaluateOptions {
+            data_root: data.path().into(),
+            categories: vec![],
+            output: Some(out.path().into()),
+            quiet: true,
+        },
+    )
+    .unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    strip(&mut json);
+    assert_ne!(serde_json::to_string_pretty(&json).unwrap(), texts[0]);
+}
