@@ -148,6 +148,28 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
                     quiet,
                 },
             )?;
+            for (name, rows) in &report.low_shot {
+                for r in rows {
+                    println!(
+                        "{name:<24} k={:<4} image AUROC {:.4} ± {:.4}   pixel AUROC {}",
+                        r.shots,
+                        r.image_auroc.mean,
+                        r.image_auroc.std,
+                        r.pixel_auroc
+                            .as_ref()
+                            .map(|p| format!("{:.4} ± {:.4}", p.mean, p.std))
+                            .unwrap_or_else(|| "absent".into())
+                    );
+                }
+            }
+            if report.categories.is_empty() {
+                println!(
+                    "reports: {} and {}",
+                    output.join("report.json").display(),
+                    output.join("report.md").display()
+                );
+                return Ok(());
+            }
             println!(
                 "{:<24} {:>12} {:>12} {:>9} {:>14}",
                 "category", "image AUROC", "pixel AUROC", "fit (s)", "infer (ms/img)"

@@ -35,6 +35,9 @@ pub struct Config {
     pub nn: NnConfig,
     #[serde(default)]
     pub scorer: ScorerConfig,
+    /// The evaluation protocol (standard or low-shot).
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
     /// Folder of the config file (relative data paths resolve against it); not a key.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -73,6 +76,54 @@ pub struct DataConfig {
     /// The manifest data set (`source = "manifest"`).
     #[serde(default)]
     pub manifest: Option<ManifestConfig>,
+}
+
+/// Evaluation protocol kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolKind {
+    /// Fit on every training image, test on the whole test split.
+    #[default]
+    Standard,
+    /// Fit on `k` training images for every `k` in `shots` (and every seed), test on the whole
+    /// test split; mean and spread over seeds are reported (paper §4.4, Fig. 5).
+    LowShot,
+}
+
+/// The evaluation protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolConfig {
+    #[serde(default)]
+    pub kind: ProtocolKind,
+    /// Training-set sizes of the low-shot protocol (the paper: 1, 2, 5, 10, 16, 20, 50).
+    #[serde(default = "d_shots")]
+    pub shots: Vec<usize>,
+    /// Seeds of the random training subsets (one run per seed and size).
+    #[serde(default = "d_seeds")]
+    pub seeds: Vec<u64>,
+    /// "random" (seeded subsets, default) or "first" (the first k in sorted order; one run).
+    #[serde(default = "d_selection")]
+    pub selection: TrainSelection,
+}
+fn d_shots() -> Vec<usize> {
+    vec![1, 2, 5, 10, 16, 20, 50]
+}
+fn d_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
+}
+fn d_selection() -> TrainSelection {
+    TrainSelection::Random
+}
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProtocolKind::Standard,
+            shots: d_shots(),
+            seeds: d_seeds(),
+            selection: d_selection(),
+        }
+    }
 }
 
 /// Data source kinds.
@@ -503,7 +554,8 @@ impl Default for ScorerConfig {
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 9] = [
+pub const TOP_LEVEL_KEYS: [&str; 10] = [
+    "protocol",
     "ensemble",
     "seed",
     "device",
@@ -650,6 +702,15 @@ impl Config {
                     format!("must be in (0, 1), got {r}"),
                 ));
             }
+        }
+        if self.protocol.shots.is_empty() || self.protocol.shots.contains(&0) {
+            return Err(Error::config(
+                "protocol.shots",
+                "list training-set sizes >= 1, e.g. [1, 2, 5, 10]",
+            ));
+        }
+        if self.protocol.seeds.is_empty() {
+            return Err(Error::config("protocol.seeds", "list at least one seed"));
         }
         if self.data.batch_size == 0 {
             return Err(Error::config("data.batch_size", "must be at least 1"));

@@ -11,7 +11,7 @@ use patchcore_metrics::{PixelMetricValues, PixelMetrics, image_metrics};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::{Config, DataSource, TrainSelection};
+use crate::config::{Config, DataSource, ProtocolKind, TrainSelection};
 use crate::model::PatchCore;
 use crate::progress::Bar;
 
@@ -73,6 +73,96 @@ pub struct Report {
     pub categories: BTreeMap<String, CategoryResult>,
     /// Per backbone: architecture, tapped layers and weights.
     pub backbones: Vec<BackboneReport>,
+    /// Low-shot protocol results per category (empty for the standard protocol).
+    pub low_shot: BTreeMap<String, Vec<LowShotResult>>,
+}
+
+/// Mean, sample standard deviation and the values of a metric over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+    pub values: Vec<f64>,
+}
+
+impl Spread {
+    fn of(values: Vec<f64>) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Some(Self {
+            mean,
+            std: var.sqrt(),
+            values,
+        })
+    }
+}
+
+/// One training-set size of the low-shot protocol.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LowShotResult {
+    /// Training images used.
+    pub shots: usize,
+    /// Seeds run (one per run; "first" selection runs once).
+    pub seeds: Vec<u64>,
+    pub image_auroc: Spread,
+    pub image_f1_max: Spread,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_auroc: Option<Spread>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_aupro: Option<Spread>,
+    pub fit_seconds: Spread,
+}
+
+/// Fits on `k` images for every configured size and seed; the test split is always whole.
+fn run_low_shot(
+    cfg: &Config,
+    models: &mut [PatchCore],
+    cat: &MvtecCategory,
+    quiet: bool,
+) -> Result<Vec<LowShotResult>> {
+    let seeds: Vec<u64> = match cfg.protocol.selection {
+        TrainSelection::First => vec![cfg.protocol.seeds[0]],
+        TrainSelection::Random => cfg.protocol.seeds.clone(),
+    };
+    let mut out = Vec::new();
+    for &k in &cfg.protocol.shots {
+        if k > cat.train.len() {
+            tracing::warn!(category = %cat.name, shots = k, available = cat.train.len(), "skipping: fewer training images");
+            continue;
+        }
+        let mut runs = Vec::new();
+        for &seed in &seeds {
+            let mut c = cat.clone();
+            c.limit_train(match cfg.protocol.selection {
+                TrainSelection::First => TrainLimit::First(k),
+                TrainSelection::Random => TrainLimit::Random { k, seed },
+            });
+            let r = evaluate_category(models, &c, quiet)?;
+            tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
+            runs.push(r);
+        }
+        let col = |f: &dyn Fn(&CategoryResult) -> Option<f64>| {
+            Spread::of(runs.iter().filter_map(f).collect())
+        };
+        out.push(LowShotResult {
+            shots: k,
+            seeds: seeds.clone(),
+            image_auroc: col(&|r| Some(r.image_auroc)).expect("at least one run"),
+            image_f1_max: col(&|r| Some(r.image_f1_max)).expect("at least one run"),
+            pixel_auroc: col(&|r| r.pixel_auroc),
+            pixel_aupro: col(&|r| r.pixel_aupro),
+            fit_seconds: col(&|r| Some(r.fit_seconds)).expect("at least one run"),
+        });
+    }
+    Ok(out)
 }
 
 /// What one backbone of a report ran on.
@@ -363,7 +453,15 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
         }
     }
     let mut results = BTreeMap::new();
+    let mut low_shot = BTreeMap::new();
     for cat in &cats {
+        if cfg.protocol.kind == ProtocolKind::LowShot {
+            low_shot.insert(
+                cat.name.clone(),
+                run_low_shot(cfg, &mut models, cat, opts.quiet)?,
+            );
+            continue;
+        }
         let r = evaluate_category(&mut models, cat, opts.quiet)?;
         tracing::info!(
             category = %cat.name,
@@ -377,6 +475,7 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
         config: cfg.clone(),
         data_root: opts.data_root.to_string_lossy().into_owned(),
         categories: results,
+        low_shot,
         backbones: models
             .iter()
             .map(|m| BackboneReport {

@@ -14,7 +14,7 @@ mod report;
 
 pub use config::Config;
 pub use evaluate::{
-    BackboneReport, CategoryResult, EvaluateOptions, Report, combine_members, evaluate,
-    open_categories,
+    BackboneReport, CategoryResult, EvaluateOptions, LowShotResult, Report, Spread,
+    combine_members, evaluate, open_categories,
 };
 pub use model::{FitStats, PatchCore, Prediction, WeightsInfo};

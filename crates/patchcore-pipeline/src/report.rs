@@ -57,6 +57,7 @@ pub fn to_json(report: &Report) -> Result<Value> {
         ),
         "backbones": serde_json::to_value(&report.backbones).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "categories": Value::Object(cats),
+        "low_shot": serde_json::to_value(&report.low_shot).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "mean": mean,
     }))
 }
@@ -168,6 +169,37 @@ pub fn to_markdown(report: &Report) -> String {
     for (name, c) in &report.categories {
         if let Some(why) = &c.pixel_metrics_absent {
             let _ = writeln!(s, "\nPixel metrics of `{name}` are absent: {why}.");
+        }
+    }
+    if !report.low_shot.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Low-shot protocol\n\nMean ± sample standard deviation over seeds {:?} ({} selection); the test split is always whole.\n",
+            cfg.protocol.seeds,
+            serde_json::to_value(cfg.protocol.selection)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "| category | train images | image AUROC | image F1-max | pixel AUROC | pixel AUPRO@0.3 | fit (s) |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        let pm = |v: &crate::evaluate::Spread| format!("{:.4} ± {:.4}", v.mean, v.std);
+        for (name, rows) in &report.low_shot {
+            for r in rows {
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} | {} | {:.1} |",
+                    r.shots,
+                    pm(&r.image_auroc),
+                    pm(&r.image_f1_max),
+                    r.pixel_auroc.as_ref().map(pm).unwrap_or_else(|| "—".into()),
+                    r.pixel_aupro.as_ref().map(pm).unwrap_or_else(|| "—".into()),
+                    r.fit_seconds.mean
+                );
+            }
         }
     }
     for b in &report.backbones {
