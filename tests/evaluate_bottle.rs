@@ -64,4 +64,17 @@ fn bottle_reaches_the_paper_level_with_effnet_lite0() {
     assert_eq!(b["images"].as_array().unwrap().len(), 83);
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(md.contains("| bottle |"));
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "image and pixel ROC curves"
+    );
+    assert_eq!(
+        html.matches("data:image/png;base64,").count(),
+        24 + 4 + 4,
+        "grid, worst FPs, worst FNs"
+    );
+    let aupro = b["pixel_aupro"].as_f64().unwrap();
+    assert!(aupro > 0.85, "AUPRO {aupro}");
 }

@@ -164,7 +164,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             }
             if report.categories.is_empty() {
                 println!(
-                    "reports: {} and {}",
+                    "reports: {}, {} and report.html",
                     output.join("report.json").display(),
                     output.join("report.md").display()
                 );
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
                 }
             }
             println!(
-                "reports: {} and {}",
+                "reports: {}, {} and report.html",
                 output.join("report.json").display(),
                 output.join("report.md").display()
             );

@@ -13,8 +13,24 @@ pub struct PrSummary {
     pub f1_threshold: f32,
 }
 
-/// AUROC, AP and F1-max from `(score, positive)` pairs sorted by descending score.
-pub(crate) fn sweep(sorted: &[(f32, bool)]) -> Result<(f64, PrSummary)> {
+/// AUROC, AP and F1-max from `(score, positive)` pairs sorted by descending score, and up to
+/// `max_points` ROC points `(fpr, tpr)` (evenly spaced over the thresholds, endpoints kept;
+/// 0 = none).
+pub(crate) fn sweep_with_roc(
+    sorted: &[(f32, bool)],
+    max_points: usize,
+) -> Result<(f64, PrSummary, Vec<(f64, f64)>)> {
+    let mut roc = Vec::new();
+    let distinct = if max_points > 0 {
+        1 + sorted.windows(2).filter(|w| w[0].0 != w[1].0).count()
+    } else {
+        0
+    };
+    let stride = (distinct / max_points.max(1)).max(1);
+    let mut step = 0usize;
+    if max_points > 0 {
+        roc.push((0.0, 0.0));
+    }
     let pos = sorted.iter().filter(|p| p.1).count() as f64;
     let neg = sorted.len() as f64 - pos;
     if pos == 0.0 || neg == 0.0 {
@@ -55,7 +71,13 @@ pub(crate) fn sweep(sorted: &[(f32, bool)]) -> Result<(f64, PrSummary)> {
         }
         prev_tpr = tpr;
         prev_fpr = fpr;
+        if max_points > 0 {
+            step += 1;
+            if step % stride == 0 || i == sorted.len() {
+                roc.push((fpr, tpr));
+            }
+        }
     }
     best.aupr = ap;
-    Ok((auroc, best))
+    Ok((auroc, best, roc))
 }

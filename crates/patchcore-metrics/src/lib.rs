@@ -67,8 +67,10 @@ fn auroc_sorted_desc(pairs: &[(f32, bool)]) -> Result<f64> {
 }
 
 /// Image-level metrics.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageMetrics {
+    /// ROC curve points `(fpr, tpr)`, at most 512.
+    pub roc: Vec<(f64, f64)>,
     pub auroc: f64,
     pub aupr: f64,
     pub f1_max: f64,
@@ -90,8 +92,9 @@ pub fn image_metrics(scores: &[f32], labels: &[bool]) -> Result<ImageMetrics> {
     }
     let mut pairs: Vec<(f32, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
     pairs.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-    let (auroc, pr) = curves::sweep(&pairs)?;
+    let (auroc, pr, roc) = curves::sweep_with_roc(&pairs, 512)?;
     Ok(ImageMetrics {
+        roc,
         auroc,
         aupr: pr.aupr,
         f1_max: pr.f1_max,
@@ -100,8 +103,10 @@ pub fn image_metrics(scores: &[f32], labels: &[bool]) -> Result<ImageMetrics> {
 }
 
 /// Pixel-level metrics of a category.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PixelMetricValues {
+    /// ROC curve points `(fpr, tpr)`, at most 512.
+    pub roc: Vec<(f64, f64)>,
     pub auroc: f64,
     pub aupr: f64,
     pub f1_max: f64,
@@ -176,10 +181,11 @@ impl PixelMetrics {
         }
         self.pairs.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let labelled: Vec<(f32, bool)> = self.pairs.iter().map(|&(v, r)| (v, r != 0)).collect();
-        let (auroc, pr) = curves::sweep(&labelled)?;
+        let (auroc, pr, roc) = curves::sweep_with_roc(&labelled, 512)?;
         drop(labelled);
         let aupro = pro::aupro_sorted(&self.pairs, &self.sizes, fpr_limit);
         Ok(PixelMetricValues {
+            roc,
             auroc,
             aupr: pr.aupr,
             f1_max: pr.f1_max,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
 use patchcore_data::{
-    MvtecCategory, TrainLimit, discover_categories, load_mask, open_folder, open_manifest,
+    MvtecCategory, TrainLimit, discover_categories, load_mask, load_rgb, open_folder, open_manifest,
 };
 use patchcore_metrics::{PixelMetricValues, PixelMetrics, image_metrics};
 use rayon::prelude::*;
@@ -63,6 +63,9 @@ pub struct CategoryResult {
     /// Per test image: (path relative to the category, defect type, score).
     #[serde(skip)]
     pub scores: Vec<(String, String, f32)>,
+    /// The category's section of report.html (empty when no report is written).
+    #[serde(skip)]
+    pub html: String,
 }
 
 /// A whole evaluation.
@@ -145,7 +148,7 @@ fn run_low_shot(
                 TrainSelection::First => TrainLimit::First(k),
                 TrainSelection::Random => TrainLimit::Random { k, seed },
             });
-            let r = evaluate_category(models, &c, quiet)?;
+            let r = evaluate_category(models, &c, quiet, false)?;
             tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
             runs.push(r);
         }
@@ -254,6 +257,7 @@ fn evaluate_category(
     models: &mut [PatchCore],
     cat: &MvtecCategory,
     quiet: bool,
+    html: bool,
 ) -> Result<CategoryResult> {
     let bar = Bar::new(quiet);
     let paths: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
@@ -294,10 +298,12 @@ fn evaluate_category(
     let image = image_metrics(&scores, &labels)?;
 
     let pixel_metrics_absent = cat.pixel_metrics_unavailable();
-    let pixel = if pixel_metrics_absent.is_some() {
-        None
+    let geometry = models[0].geometry;
+    let (pixel, masks) = if pixel_metrics_absent.is_some() {
+        (None, None)
     } else {
-        Some(pixel_metrics_of(cat, &maps, models[0].geometry)?)
+        let (p, m) = pixel_metrics_of(cat, &maps, geometry)?;
+        (Some(p), Some(m))
     };
 
     let rel = |p: &PathBuf| {
@@ -306,15 +312,64 @@ fn evaluate_category(
             .to_string_lossy()
             .into_owned()
     };
+    let html = if html {
+        let lo = maps
+            .iter()
+            .flat_map(|m| m.iter())
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        let hi = maps
+            .iter()
+            .flat_map(|m| m.iter())
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        let inputs: Vec<image::RgbImage> = cat
+            .test
+            .par_iter()
+            .map(|t| load_rgb(&t.path).map(|img| geometry.apply_rgb(&img)))
+            .collect::<Result<_>>()?;
+        let shown: Vec<crate::html::Shown<'_>> = cat
+            .test
+            .iter()
+            .zip(inputs)
+            .enumerate()
+            .map(|(i, (t, input))| crate::html::Shown {
+                name: rel(&t.path),
+                defect_type: t.defect_type.clone(),
+                score: scores[i],
+                anomalous: t.anomalous,
+                input,
+                map: &maps[i],
+                mask: masks
+                    .as_ref()
+                    .filter(|_| t.mask.is_some())
+                    .map(|m| m[i].as_slice()),
+            })
+            .collect();
+        let view = crate::html::CategoryView {
+            name: &cat.name,
+            image_roc: &image.roc,
+            image_auroc: image.auroc,
+            pixel_roc: pixel.as_ref().map(|p| p.roc.as_slice()),
+            pixel_auroc: pixel.as_ref().map(|p| p.auroc),
+            image_threshold: image.f1_threshold,
+            pixel_threshold: pixel.as_ref().map(|p| p.f1_threshold),
+            map_range: (lo, hi),
+        };
+        crate::html::category_section(&view, &shown, 24)
+    } else {
+        String::new()
+    };
+
     Ok(CategoryResult {
         image_auroc: image.auroc,
         image_aupr: image.aupr,
         image_f1_max: image.f1_max,
         image_f1_threshold: image.f1_threshold,
-        pixel_auroc: pixel.map(|p| p.auroc),
-        pixel_aupr: pixel.map(|p| p.aupr),
-        pixel_f1_max: pixel.map(|p| p.f1_max),
-        pixel_aupro: pixel.map(|p| p.aupro),
+        pixel_auroc: pixel.as_ref().map(|p| p.auroc),
+        pixel_aupr: pixel.as_ref().map(|p| p.aupr),
+        pixel_f1_max: pixel.as_ref().map(|p| p.f1_max),
+        pixel_aupro: pixel.as_ref().map(|p| p.aupro),
         pixel_metrics_absent,
         num_train: cat.train.len(),
         num_test: cat.test.len(),
@@ -332,6 +387,7 @@ fn evaluate_category(
             .zip(&scores)
             .map(|(t, s)| (rel(&t.path), t.defect_type.clone(), *s))
             .collect(),
+        html,
     })
 }
 
@@ -343,7 +399,7 @@ fn pixel_metrics_of(
     cat: &MvtecCategory,
     maps: &[Array2<f32>],
     geometry: patchcore_data::Geometry,
-) -> Result<PixelMetricValues> {
+) -> Result<(PixelMetricValues, Vec<Vec<u8>>)> {
     let masks: Vec<Vec<u8>> = cat
         .test
         .par_iter()
@@ -377,7 +433,7 @@ fn pixel_metrics_of(
         let (h, w) = map.dim();
         pixel.add(map.as_slice().expect("contiguous"), m, h, w)?;
     }
-    pixel.finish(AUPRO_FPR_LIMIT)
+    Ok((pixel.finish(AUPRO_FPR_LIMIT)?, masks))
 }
 
 /// The categories a config and options describe, layouts checked, train limit applied.
@@ -462,7 +518,7 @@ pub fn evaluate(cfg: &Config, opts: &EvaluateOptions) -> Result<Report> {
             );
             continue;
         }
-        let r = evaluate_category(&mut models, cat, opts.quiet)?;
+        let r = evaluate_category(&mut models, cat, opts.quiet, opts.output.is_some())?;
         tracing::info!(
             category = %cat.name,
             image_auroc = format!("{:.4}", r.image_auroc),

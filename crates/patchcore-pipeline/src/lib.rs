@@ -8,6 +8,7 @@
 
 pub mod config;
 mod evaluate;
+mod html;
 mod model;
 pub mod progress;
 mod report;

@@ -208,12 +208,18 @@ pub fn to_markdown(report: &Report) -> String {
     s
 }
 
-/// Writes `report.json` and `report.md` into `dir` atomically.
+/// Writes `report.json`, `report.md` and `report.html` into `dir` atomically.
 pub fn write(report: &Report, dir: &Path) -> Result<()> {
     let json = to_json(report)?;
     let text =
         serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     write_atomic(&dir.join("report.json"), format!("{text}\n").as_bytes())?;
-    write_atomic(&dir.join("report.md"), to_markdown(report).as_bytes())?;
+    let md = to_markdown(report);
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let sections: Vec<String> = report.categories.values().map(|c| c.html.clone()).collect();
+    write_atomic(
+        &dir.join("report.html"),
+        crate::html::page(&md, &sections).as_bytes(),
+    )?;
     Ok(())
 }
