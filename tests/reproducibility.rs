@@ -4,7 +4,8 @@
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
 
-const VOLATILE: [&str; 5] = [
+const VOLATILE: [&str; 6] = [
+    "test_stage_seconds",
     "fit_seconds",
     "extract_seconds",
     "coreset_seconds",
@@ -16,7 +17,7 @@ fn strip(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for k in VOLATILE {
-                m.remove(k);
+                m.shift_remove(k);
             }
             m.values_mut().for_each(strip);
         }
@@ -99,4 +100,58 @@ fn same_config_and_seed_give_the_same_report() {
             .unwrap();
     strip(&mut json);
     assert_ne!(serde_json::to_string_pretty(&json).unwrap(), texts[0]);
+}
+
+#[test]
+fn pixel_metrics_at_full_resolution() {
+    use patchcore::pipeline::config::MetricsResolution;
+    let data = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        train: 4,
+        test_good: 2,
+        test_per_defect: 2,
+        ..Default::default()
+    };
+    generate(data.path(), &spec).unwrap();
+    let mut cfg = Config::default_experiment().unwrap();
+    let run = |cfg: &Config| {
+        evaluate(
+            cfg,
+            &EvaluateOptions {
+                data_root: data.path().into(),
+                categories: vec![],
+                output: None,
+                quiet: true,
+            },
+        )
+        .unwrap()
+        .categories[&spec.category]
+            .clone()
+    };
+    let crop = run(&cfg);
+    cfg.data.metrics_resolution = MetricsResolution::Full;
+    let full = run(&cfg);
+    assert_eq!(
+        crop.image_auroc, full.image_auroc,
+        "image metrics do not depend on it"
+    );
+    let (c, f) = (crop.pixel_auroc.unwrap(), full.pixel_auroc.unwrap());
+    assert!(f > 0.9 && c > 0.9, "crop {c}, full {f}");
+    assert_ne!(
+        c, f,
+        "full resolution counts the 256x256 pixels, not the 224x224 crop"
+    );
+}
+
+#[test]
+fn full_resolution_map_places_the_crop_in_the_frame() {
+    use patchcore::data::Geometry;
+    use patchcore::pipeline::full_resolution_map;
+    let map = ndarray::Array2::from_shape_fn((4, 4), |(y, x)| (y * 4 + x) as f32);
+    let g = Geometry::new(6, 4).unwrap();
+    let full = full_resolution_map(&map, g, 6, 6);
+    assert_eq!(full[[1, 1]], 0.0);
+    assert_eq!(full[[4, 4]], 15.0);
+    assert_eq!(full[[0, 0]], 0.0, "border takes the nearest map value");
+    assert_eq!(full[[5, 5]], 15.0);
 }

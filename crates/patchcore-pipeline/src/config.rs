@@ -66,6 +66,11 @@ pub struct DataConfig {
     /// Which images `train_limit` keeps: "first" (sorted order) or "random" (seeded).
     #[serde(default)]
     pub train_selection: TrainSelection,
+    /// Where pixel metrics are computed: "crop" (default: maps and masks at the network's
+    /// crop geometry, as anomalib) or "full" (maps brought back to each image's original size
+    /// and compared with the original masks).
+    #[serde(default)]
+    pub metrics_resolution: MetricsResolution,
     /// Anomalous images without masks among masked ones: evaluate at image level only
     /// instead of failing.
     #[serde(default)]
@@ -76,6 +81,15 @@ pub struct DataConfig {
     /// The manifest data set (`source = "manifest"`).
     #[serde(default)]
     pub manifest: Option<ManifestConfig>,
+}
+
+/// Resolution of the pixel metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsResolution {
+    #[default]
+    Crop,
+    Full,
 }
 
 /// Evaluation protocol kinds.
@@ -178,6 +192,7 @@ impl Default for DataConfig {
             batch_size: d_batch(),
             source: DataSource::Mvtec,
             train_limit: 0,
+            metrics_resolution: MetricsResolution::Crop,
             train_selection: TrainSelection::First,
             allow_partial_masks: false,
             folder: None,

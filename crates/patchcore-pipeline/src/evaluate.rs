@@ -11,8 +11,8 @@ use patchcore_metrics::{PixelMetricValues, PixelMetrics, image_metrics};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::{Config, DataSource, ProtocolKind, TrainSelection};
-use crate::model::PatchCore;
+use crate::config::{Config, DataSource, MetricsResolution, ProtocolKind, TrainSelection};
+use crate::model::{PatchCore, StageTimes};
 use crate::progress::Bar;
 
 /// What to evaluate and where to write.
@@ -60,6 +60,8 @@ pub struct CategoryResult {
     pub extract_seconds: f64,
     pub coreset_seconds: f64,
     pub infer_ms_per_image: f64,
+    /// Seconds per test stage (decode, extraction, search + scoring, maps), all test images.
+    pub test_stage_seconds: StageTimes,
     /// Per test image: (path relative to the category, defect type, score).
     #[serde(skip)]
     pub scores: Vec<(String, String, f32)>,
@@ -265,6 +267,7 @@ fn evaluate_category(
     let (mut fit_seconds, mut extract_seconds, mut coreset_seconds, mut infer_seconds) =
         (0.0, 0.0, 0.0, 0.0);
     let (mut bank_rows, mut bank_rows_full, mut feature_dim) = (0, 0, 0);
+    let mut test_times = StageTimes::default();
     for model in models.iter_mut() {
         tracing::info!(category = %cat.name, backbone = model.backbone.name(), train = cat.train.len(), test = cat.test.len(), "fitting");
         let t0 = Instant::now();
@@ -285,7 +288,7 @@ fn evaluate_category(
         bank_rows_full += stats.bank_rows_full;
         feature_dim += stats.feature_dim;
         let t1 = Instant::now();
-        let preds = model.predict_paths(&paths, &bar)?;
+        let preds = model.predict_paths_timed(&paths, &bar, &mut test_times)?;
         infer_seconds += t1.elapsed().as_secs_f64();
         let scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
         members.push((
@@ -302,7 +305,7 @@ fn evaluate_category(
     let (pixel, masks) = if pixel_metrics_absent.is_some() {
         (None, None)
     } else {
-        let (p, m) = pixel_metrics_of(cat, &maps, geometry)?;
+        let (p, m) = pixel_metrics_of(cat, &maps, geometry, models[0].metrics_resolution)?;
         (Some(p), Some(m))
     };
 
@@ -381,6 +384,7 @@ fn evaluate_category(
         extract_seconds,
         coreset_seconds,
         infer_ms_per_image: infer_seconds * 1000.0 / cat.test.len() as f64,
+        test_stage_seconds: test_times,
         scores: cat
             .test
             .iter()
@@ -399,41 +403,91 @@ fn pixel_metrics_of(
     cat: &MvtecCategory,
     maps: &[Array2<f32>],
     geometry: patchcore_data::Geometry,
+    resolution: MetricsResolution,
 ) -> Result<(PixelMetricValues, Vec<Vec<u8>>)> {
-    let masks: Vec<Vec<u8>> = cat
+    // Masks at the crop geometry (always: the HTML overlays use them), checked against their
+    // images' sizes.
+    let loaded: Vec<(Option<image::GrayImage>, (u32, u32))> = cat
         .test
         .par_iter()
-        .map(|t| -> Result<Vec<u8>> {
-            let n = (geometry.crop * geometry.crop) as usize;
-            match &t.mask {
-                None => Ok(vec![0u8; n]),
+        .map(|t| -> Result<_> {
+            let dims = image::image_dimensions(&t.path).map_err(|e| Error::Image {
+                path: t.path.clone(),
+                message: e.to_string(),
+            })?;
+            let mask = match &t.mask {
+                None => None,
                 Some(m) => {
                     let mask = load_mask(m)?;
-                    let img_dims = image::image_dimensions(&t.path).map_err(|e| Error::Image {
-                        path: t.path.clone(),
-                        message: e.to_string(),
-                    })?;
-                    if mask.dimensions() != img_dims {
+                    if mask.dimensions() != dims {
                         return Err(Error::Dataset {
                             path: m.clone(),
                             message: format!(
                                 "mask is {:?} but its image is {:?}",
                                 mask.dimensions(),
-                                img_dims
+                                dims
                             ),
                         });
                     }
-                    Ok(geometry.mask_values(&mask))
+                    Some(mask)
                 }
-            }
+            };
+            Ok((mask, dims))
         })
         .collect::<Result<_>>()?;
+    let n = (geometry.crop * geometry.crop) as usize;
+    let masks: Vec<Vec<u8>> = loaded
+        .iter()
+        .map(|(m, _)| {
+            m.as_ref()
+                .map(|m| geometry.mask_values(m))
+                .unwrap_or_else(|| vec![0u8; n])
+        })
+        .collect();
     let mut pixel = PixelMetrics::new();
-    for (map, m) in maps.iter().zip(&masks) {
-        let (h, w) = map.dim();
-        pixel.add(map.as_slice().expect("contiguous"), m, h, w)?;
+    for ((map, m), (full_mask, (w0, h0))) in maps.iter().zip(&masks).zip(&loaded) {
+        match resolution {
+            MetricsResolution::Crop => {
+                let (h, w) = map.dim();
+                pixel.add(map.as_slice().expect("contiguous"), m, h, w)?;
+            }
+            MetricsResolution::Full => {
+                let full = full_resolution_map(map, geometry, *h0 as usize, *w0 as usize);
+                let mask: Vec<u8> = match full_mask {
+                    Some(fm) => fm.pixels().map(|p| u8::from(p.0[0] > 127)).collect(),
+                    None => vec![0u8; full.len()],
+                };
+                pixel.add(
+                    full.as_slice().expect("contiguous"),
+                    &mask,
+                    *h0 as usize,
+                    *w0 as usize,
+                )?;
+            }
+        }
     }
     Ok((pixel.finish(AUPRO_FPR_LIMIT)?, masks))
+}
+
+/// Brings a map at the crop geometry back to the original image: placed in the resized frame
+/// (the border outside the crop takes the nearest map value), then resized bilinearly to the
+/// original size.
+pub fn full_resolution_map(
+    map: &Array2<f32>,
+    geometry: patchcore_data::Geometry,
+    h0: usize,
+    w0: usize,
+) -> Array2<f32> {
+    let r = geometry.resize as usize;
+    let c = geometry.crop as usize;
+    let o = ((r - c) as f32 / 2.0).round() as usize;
+    let frame = Array2::from_shape_fn((r, r), |(y, x)| {
+        map[[
+            y.saturating_sub(o).min(c - 1),
+            x.saturating_sub(o).min(c - 1),
+        ]]
+    });
+    patchcore_score::resize_bilinear(frame.view(), h0, w0)
 }
 
 /// The categories a config and options describe, layouts checked, train limit applied.

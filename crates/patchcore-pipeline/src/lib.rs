@@ -16,6 +16,6 @@ mod report;
 pub use config::Config;
 pub use evaluate::{
     BackboneReport, CategoryResult, EvaluateOptions, LowShotResult, Report, Spread,
-    combine_members, evaluate, open_categories,
+    combine_members, evaluate, full_resolution_map, open_categories,
 };
-pub use model::{FitStats, PatchCore, Prediction, WeightsInfo};
+pub use model::{FitStats, PatchCore, Prediction, StageTimes, WeightsInfo};

@@ -30,6 +30,19 @@ pub struct FitStats {
     pub index_seconds: f64,
 }
 
+/// Seconds spent in each stage of prediction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    /// Image decoding.
+    pub decode: f64,
+    /// Preprocessing, backbone and aggregation.
+    pub extract: f64,
+    /// Nearest-neighbour search and image scores (eq. 7).
+    pub search_and_score: f64,
+    /// Anomaly maps (upsampling and smoothing).
+    pub maps: f64,
+}
+
 /// Which weights a model runs on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WeightsInfo {
@@ -60,6 +73,8 @@ pub struct PatchCore {
     /// Seed for index construction.
     pub seed: u64,
     pub geometry: Geometry,
+    /// Where evaluation computes pixel metrics.
+    pub metrics_resolution: crate::config::MetricsResolution,
     pub batch_size: usize,
     /// The weights used.
     pub weights: WeightsInfo,
@@ -166,6 +181,7 @@ impl PatchCore {
             seed: cfg.seed,
             geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
             batch_size: cfg.data.batch_size,
+            metrics_resolution: cfg.data.metrics_resolution,
             weights,
             index: None,
         })
@@ -273,17 +289,33 @@ impl PatchCore {
 
     /// Scores decoded images.
     pub fn predict_images(&self, images: &[image::RgbImage]) -> Result<Vec<Prediction>> {
+        self.predict_images_timed(images, &mut StageTimes::default())
+    }
+
+    /// As [`PatchCore::predict_images`], adding each stage's seconds to `times`.
+    pub fn predict_images_timed(
+        &self,
+        images: &[image::RgbImage],
+        times: &mut StageTimes,
+    ) -> Result<Vec<Prediction>> {
         let index = self.index()?;
+        let t = Instant::now();
         let feats = self.extract_images(images)?;
+        times.extract += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let scores = self.scorer.score(&feats, index)?;
+        times.search_and_score += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let c = self.geometry.crop as usize;
-        Ok(scores
+        let out = scores
             .into_par_iter()
             .map(|s| Prediction {
                 score: s.score,
                 anomaly_map: self.scorer.anomaly_map(s.patch_scores.view(), c, c),
             })
-            .collect())
+            .collect();
+        times.maps += t.elapsed().as_secs_f64();
+        Ok(out)
     }
 
     /// Scores one image file.
@@ -298,14 +330,26 @@ impl PatchCore {
         paths: &[PathBuf],
         progress: &dyn Progress,
     ) -> Result<Vec<Prediction>> {
+        self.predict_paths_timed(paths, progress, &mut StageTimes::default())
+    }
+
+    /// As [`PatchCore::predict_paths`], adding each stage's seconds to `times`.
+    pub fn predict_paths_timed(
+        &self,
+        paths: &[PathBuf],
+        progress: &dyn Progress,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Prediction>> {
         progress.start(paths.len() as u64, "scoring");
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(self.batch_size) {
+            let t = Instant::now();
             let images: Vec<image::RgbImage> = chunk
                 .par_iter()
                 .map(|p| load_rgb(p))
                 .collect::<Result<_>>()?;
-            out.extend(self.predict_images(&images)?);
+            times.decode += t.elapsed().as_secs_f64();
+            out.extend(self.predict_images_timed(&images, times)?);
             progress.advance(chunk.len() as u64);
         }
         progress.finish();

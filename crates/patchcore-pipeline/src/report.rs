@@ -50,16 +50,29 @@ pub fn to_json(report: &Report) -> Result<Value> {
         "device": report.config.device.as_str(),
         "threads": rayon::current_num_threads(),
         "data_root": report.data_root,
-        "geometry": format!(
-            "resize {r}x{r} (bilinear), centre crop {c}x{c}; masks resized nearest and cropped the same way; \
-             pixel metrics at the {c}x{c} crop",
-            r = report.config.data.resize, c = report.config.data.crop
-        ),
+        "geometry": geometry_text(&report.config),
         "backbones": serde_json::to_value(&report.backbones).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "categories": Value::Object(cats),
         "low_shot": serde_json::to_value(&report.low_shot).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "mean": mean,
     }))
+}
+
+/// The input geometry and where pixel metrics are computed, in words.
+pub fn geometry_text(cfg: &crate::Config) -> String {
+    let (r, c) = (cfg.data.resize, cfg.data.crop);
+    let where_ = match cfg.data.metrics_resolution {
+        crate::config::MetricsResolution::Crop => {
+            format!(
+                "masks resized (nearest) and cropped the same way; pixel metrics at the {c}x{c} crop"
+            )
+        }
+        crate::config::MetricsResolution::Full => format!(
+            "pixel metrics at each image's original resolution: maps placed in the {r}x{r} frame \
+             (border = nearest map value) and resized bilinearly, against the original masks"
+        ),
+    };
+    format!("resize {r}x{r} (bilinear), centre crop {c}x{c}; {where_}")
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), if known.
@@ -112,16 +125,14 @@ pub fn to_markdown(report: &Report) -> String {
     let _ = writeln!(
         s,
         "Backbone {backbones}; sampler `{}` {size} (projection {projection}), \
-         eq. 7 k = {}, sigma {}, device `{}`, {} threads, seed {}. Input: resize {r}x{r}, centre crop \
-         {c}x{c}; masks through the same geometry (nearest); pixel metrics at the {c}x{c} crop.\n",
+         eq. 7 k = {}, sigma {}, device `{}`, {} threads, seed {}. Input: {geometry}.\n",
         name(serde_json::to_value(cfg.sampler.kind).unwrap_or_default()),
         cfg.scorer.num_neighbors,
         cfg.scorer.sigma,
         cfg.device,
         rayon::current_num_threads(),
         cfg.seed,
-        r = cfg.data.resize,
-        c = cfg.data.crop
+        geometry = geometry_text(cfg),
     );
     let _ = writeln!(
         s,
