@@ -207,8 +207,24 @@ pub(crate) fn category_section(
             .unwrap_or_default()
     );
     let (bad, good): (Vec<&Shown<'_>>, Vec<&Shown<'_>>) = shown.iter().partition(|s| s.anomalous);
+    // Anomalous images round-robin over the defect types, so every type is shown.
+    let mut types: Vec<&str> = bad.iter().map(|s| s.defect_type.as_str()).collect();
+    types.dedup();
+    let by_type: Vec<Vec<&Shown<'_>>> = types
+        .iter()
+        .map(|t| {
+            bad.iter()
+                .copied()
+                .filter(|s| s.defect_type == *t)
+                .collect()
+        })
+        .collect();
+    let longest = by_type.iter().map(Vec::len).max().unwrap_or(0);
+    let interleaved: Vec<&Shown<'_>> = (0..longest)
+        .flat_map(|i| by_type.iter().filter_map(move |v| v.get(i).copied()))
+        .collect();
     let mut picked = Vec::new();
-    let (mut b, mut g) = (bad.iter(), good.iter());
+    let (mut b, mut g) = (interleaved.iter(), good.iter());
     while picked.len() < grid {
         match (b.next(), g.next()) {
             (None, None) => break,
