@@ -164,9 +164,10 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             }
             if report.categories.is_empty() {
                 println!(
-                    "reports: {}, {} and report.html",
+                    "reports: {}, {} and {}",
                     output.join("report.json").display(),
-                    output.join("report.md").display()
+                    output.join("report.md").display(),
+                    output.join("report.html").display()
                 );
                 return Ok(());
             }
@@ -197,9 +198,10 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
                 }
             }
             println!(
-                "reports: {}, {} and report.html",
+                "reports: {}, {} and {}",
                 output.join("report.json").display(),
-                output.join("report.md").display()
+                output.join("report.md").display(),
+                output.join("report.html").display()
             );
             Ok(())
         }

@@ -29,11 +29,21 @@ pub const SHARED_DIR_ENV: &str = "PATCHCORE_SHARED_DIR";
 
 /// The folder holding `datasets/` and `fixtures/` (never part of the repository).
 ///
-/// `$PATCHCORE_SHARED_DIR` if set, else `../shared` beside the workspace root (the layout of
-/// the development machines and CI).
+/// `$PATCHCORE_SHARED_DIR` if set; else `shared/` beside the workspace root found by walking up
+/// from the current directory (the folder holding `Cargo.lock`; tests run inside the
+/// workspace); else `../shared` beside the workspace this crate was compiled in.
 pub fn shared_dir() -> PathBuf {
     if let Some(p) = std::env::var_os(SHARED_DIR_ENV) {
         return PathBuf::from(p);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            if dir.join("Cargo.lock").is_file() {
+                if let Some(parent) = dir.parent() {
+                    return parent.join("shared");
+                }
+            }
+        }
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
 }
