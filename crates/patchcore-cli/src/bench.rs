@@ -9,7 +9,7 @@ use patchcore_backbone::weights::default_cache_dir;
 use patchcore_backbone::{
     Backbone, EfficientNetLite0, PaddingMode, ResNet, ResNetSpec, TensorMap, WeightsSource,
 };
-use patchcore_core::{ComputeDevice, NoProgress, Result};
+use patchcore_core::{ComputeDevice, NoProgress, Result, lcg_matrix};
 use patchcore_nn::{ExactIndex, NearestNeighborIndex};
 use patchcore_sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
 
@@ -26,16 +26,6 @@ fn time_it(min_runs: usize, min_time: Duration, mut f: impl FnMut()) -> f64 {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     times[times.len() / 2]
-}
-
-fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut s = seed;
-    Array2::from_shape_fn((rows, cols), |_| {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    })
 }
 
 fn build(arch: &str, device: ComputeDevice) -> Result<Box<dyn Backbone>> {

@@ -24,6 +24,18 @@ pub use progress::{NoProgress, Progress};
 
 use std::path::PathBuf;
 
+/// A deterministic `[rows, cols]` matrix of values in `[-0.5, 0.5)` from a 64-bit LCG
+/// seeded with `seed`: cheap reproducible inputs for benchmarks (no RNG dependency).
+pub fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> ndarray::Array2<f32> {
+    let mut s = seed;
+    ndarray::Array2::from_shape_fn((rows, cols), |_| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    })
+}
+
 /// Environment variable that overrides the location of the shared data folder.
 pub const SHARED_DIR_ENV: &str = "PATCHCORE_SHARED_DIR";
 

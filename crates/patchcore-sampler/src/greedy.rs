@@ -1,4 +1,4 @@
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 use patchcore_core::{Error, Progress, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -107,7 +107,11 @@ fn plain_update(data: &[f32], d: usize, min_d: &mut [f32], centre_i: usize) -> (
         .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
 }
 
-fn check_points(points: &ArrayView2<'_, f32>, start: usize) -> Result<()> {
+/// Checks `points` and `start`, and returns the points in standard (row-major) layout.
+fn standard_points<'a>(
+    points: ArrayView2<'a, f32>,
+    start: usize,
+) -> Result<CowArray<'a, f32, Ix2>> {
     let n = points.nrows();
     if n == 0 {
         return Err(Error::InvalidArgument(
@@ -119,7 +123,11 @@ fn check_points(points: &ArrayView2<'_, f32>, start: usize) -> Result<()> {
             "start index {start} >= {n} rows"
         )));
     }
-    Ok(())
+    Ok(if points.is_standard_layout() {
+        CowArray::from(points)
+    } else {
+        CowArray::from(points.as_standard_layout().into_owned())
+    })
 }
 
 /// Greedy k-center (minimax facility location) on `points` `[n, d]`.
@@ -133,10 +141,8 @@ pub fn greedy_k_center(
     start: usize,
     progress: &dyn Progress,
 ) -> Result<GreedyRun> {
-    check_points(&points, start)?;
-    let n = points.nrows();
-    let points = points.as_standard_layout();
-    let d = points.ncols();
+    let points = standard_points(points, start)?;
+    let (n, d) = points.dim();
     let data = points.as_slice().expect("standard layout");
     Ok(greedy_loop(
         vec![f32::INFINITY; n],
@@ -162,10 +168,8 @@ pub fn greedy_k_center_pruned(
     start: usize,
     progress: &dyn Progress,
 ) -> Result<GreedyRun> {
-    check_points(&points, start)?;
-    let n = points.nrows();
-    let points = points.as_standard_layout();
-    let d = points.ncols();
+    let points = standard_points(points, start)?;
+    let (n, d) = points.dim();
     let data = points.as_slice().expect("standard layout");
     let mut assigned = vec![usize::MAX; n]; // position in `indices` of the nearest centre
     Ok(greedy_loop(
@@ -220,15 +224,10 @@ pub fn approximate_greedy_k_center(
     progress: &dyn Progress,
 ) -> Result<GreedyRun> {
     let n = points.nrows();
-    if starts.is_empty() {
-        return Err(Error::InvalidArgument(
-            "approximate greedy needs at least one start row".into(),
-        ));
-    }
-    for &s in starts {
-        check_points(&points, s)?;
-    }
-    let points = points.as_standard_layout();
+    let max_start = *starts.iter().max().ok_or_else(|| {
+        Error::InvalidArgument("approximate greedy needs at least one start row".into())
+    })?;
+    let points = standard_points(points, max_start)?;
     let d = points.ncols();
     let data = points.as_slice().expect("standard layout");
     let mut min_d = vec![0f32; n];
