@@ -24,7 +24,7 @@ fn backbone(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_secs(2));
     for device in ComputeDevice::ALL {
-        let dev = device.burn_device();
+        let dev = device.burn_device().expect("CPU backend");
         let net = EfficientNetLite0::from_tensors(
             TensorMap::read(&pth).unwrap(),
             &layers,
@@ -39,7 +39,7 @@ fn backbone(c: &mut Criterion) {
                 .0;
             let xt = Tensor::<4>::from_data(TensorData::new(x, [batch, 3, 224, 224]), &dev);
             g.throughput(Throughput::Elements(batch as u64));
-            g.bench_with_input(BenchmarkId::new(device.as_str(), batch), &xt, |b, xt| {
+            g.bench_with_input(BenchmarkId::new(device.to_string(), batch), &xt, |b, xt| {
                 b.iter(|| {
                     let out = net.forward(xt.clone()).unwrap();
                     out.into_iter()

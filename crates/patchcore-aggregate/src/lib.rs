@@ -136,7 +136,7 @@ impl FeatureAggregator for LocallyAware {
         let rows = emb.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
         let values = rows
             .into_data()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| Error::Shape(format!("reading aggregated features: {e:?}")))?;
         let mut features = Array2::from_shape_vec((b * h * w, d), values)
             .map_err(|e| Error::Shape(e.to_string()))?;
@@ -180,7 +180,7 @@ fn rows_of(x: Tensor<4>) -> Result<Array2<f32>> {
         .permute([0, 2, 3, 1])
         .reshape([b * h * w, c])
         .into_data()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| Error::Shape(format!("reading features: {e:?}")))?;
     Array2::from_shape_vec((b * h * w, c), values).map_err(|e| Error::Shape(e.to_string()))
 }

@@ -17,7 +17,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 fn anomalib_variant_matches_on_every_cpu_backend() {
     let fx = Fixture::open("aggregation.safetensors").expect("fixture");
     for device in ComputeDevice::ALL {
-        let dev = device.burn_device();
+        let dev = device.burn_device().expect("CPU backend");
         let load = |n: &str| {
             let a = fx.f32(n).unwrap();
             Tensor::<4>::from_data(TensorData::new(a.values, a.shape), &dev)
@@ -59,7 +59,7 @@ fn official_variant_matches_on_every_cpu_backend() {
     let fx = Fixture::open("aggregation.safetensors").expect("fixture");
     let agg = Official::default();
     for device in ComputeDevice::ALL {
-        let dev = device.burn_device();
+        let dev = device.burn_device().expect("CPU backend");
         let load = |n: &str| {
             let a = fx.f32(n).unwrap();
             Tensor::<4>::from_data(TensorData::new(a.values, a.shape), &dev)
@@ -103,7 +103,7 @@ fn official_variant_matches_on_every_cpu_backend() {
 
 #[test]
 fn neighbourhood_sizes_of_the_ablation_are_supported() {
-    let dev = ComputeDevice::Flex.burn_device();
+    let dev = ComputeDevice::Flex.burn_device().expect("CPU backend");
     let x = Tensor::<4>::ones([1, 2, 6, 6], &dev);
     for p in [1, 3, 5] {
         let agg = LocallyAware::new(p, None).unwrap();

