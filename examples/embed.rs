@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.bank_rows, stats.bank_rows_full
     );
     for path in images {
-        let p = model.predict(&path)?;
+        let p = model.predict_path(&path)?;
         let peak = p.anomaly_map.iter().copied().fold(f32::MIN, f32::max);
         println!(
             "{}\tscore {:.3}\tmap peak {:.3}",

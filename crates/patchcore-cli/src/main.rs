@@ -1,6 +1,7 @@
 //! `patchcore`: fit and evaluate PatchCore from a config file.
 
 mod bench;
+mod predict;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,10 +76,140 @@ enum Command {
         #[arg(long, default_value_t = 1536)]
         cols: usize,
     },
+    /// Fit one category's memory bank and write it as a model file (safetensors + JSON
+    /// header; docs/MODEL_FILE.md). The decision threshold is F1-max on the category's
+    /// labelled test split unless --threshold is given.
+    Fit {
+        /// Experiment config (TOML). Default: the compiled-in configs/mvtec_effnet_lite0.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Folder holding MVTec AD categories.
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// The category to fit (required when the data root holds several).
+        #[arg(long)]
+        category: Option<String>,
+        /// Where to write the model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Store this image-score threshold instead of calibrating one.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Score images with a model file: one line per image (path, score, verdict); folders are
+    /// walked. With --output, writes predictions.jsonl and heatmap overlays under maps/.
+    /// Unreadable images are reported and skipped; the exit status is 2 if any were.
+    Predict {
+        /// The model file written by `patchcore fit`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Image files or folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Folder for predictions.jsonl and maps/.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Run on this device instead of the model's (flex, ndarray, libtorch, cuda:0, ...).
+        #[arg(long)]
+        device: Option<String>,
+        /// Backbone weights file, if not where the model's config says (SHA-256 must match).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Override the model's threshold.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run the backend conformance suite (fixture parity of backbones and aggregation, and an
+    /// end-to-end comparison with flex on MVTec AD bottle) on each device; print one table.
+    /// Exits non-zero if a check fails.
+    Conformance {
+        /// Devices to check, e.g. flex, ndarray, libtorch, libtorch-cuda:0, cuda:0. Default:
+        /// every CPU backend of this build.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// Also write the checks as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn run(cli: Cli) -> patchcore_core::Result<()> {
     match cli.command {
+        Command::Fit {
+            config,
+            data_root,
+            category,
+            model,
+            threshold,
+            quiet,
+        } => predict::fit(
+            config.as_deref(),
+            data_root,
+            category,
+            &model,
+            threshold,
+            quiet,
+        ),
+        Command::Predict {
+            model,
+            inputs,
+            output,
+            device,
+            weights,
+            threshold,
+            quiet,
+        } => {
+            let failures = predict::predict(
+                &model,
+                &inputs,
+                output.as_deref(),
+                device,
+                weights,
+                threshold,
+                quiet,
+            )?;
+            if failures > 0 {
+                eprintln!("{failures} image(s) could not be read (listed above)");
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Conformance { devices, json } => {
+            use patchcore_pipeline::conformance;
+            let devices: Vec<ComputeDevice> = if devices.is_empty() {
+                ComputeDevice::compiled_cpu()
+            } else {
+                devices
+                    .iter()
+                    .map(|d| d.parse())
+                    .collect::<patchcore_core::Result<_>>()?
+            };
+            let mut checks = Vec::new();
+            for d in devices {
+                eprintln!("conformance on {d} ...");
+                checks.extend(conformance::run(d)?);
+            }
+            print!("{}", conformance::table(&checks));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&checks)
+                    .map_err(|e| patchcore_core::Error::InvalidArgument(e.to_string()))?;
+                patchcore_core::io::write_atomic(&path, text.as_bytes())?;
+            }
+            let failed = checks.iter().filter(|c| !c.passed()).count();
+            if failed > 0 {
+                return Err(patchcore_core::Error::InvalidArgument(format!(
+                    "{failed} of {} conformance checks failed",
+                    checks.len()
+                )));
+            }
+            Ok(())
+        }
         Command::Bench {
             archs,
             devices,

@@ -19,6 +19,10 @@ pub enum Error {
     /// A weights file is missing, corrupt, or does not match the architecture.
     #[error("weights {path}: {message}")]
     Weights { path: PathBuf, message: String },
+    /// A fitted-model file is corrupt, truncated, of another format version, or does not match
+    /// what it is used with.
+    #[error("model {path}: {message}")]
+    Model { path: PathBuf, message: String },
     /// A configuration value is invalid. `key` is the dotted config key.
     #[error("config key `{key}`: {message}")]
     Config { key: String, message: String },

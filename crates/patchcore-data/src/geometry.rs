@@ -10,35 +10,91 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-fn decode(path: &Path) -> Result<DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() {
-        return Err(Error::Image {
-            path: path.to_path_buf(),
-            message: "empty file".into(),
-        });
-    }
-    image::load_from_memory(&bytes).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        message: format!("cannot decode: {e}"),
-    })
+/// Limits checked before an image is decoded (dimensions come from the header alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLimits {
+    /// Largest `width * height` accepted; larger images are refused before decoding.
+    pub max_pixels: u64,
+    /// Smallest side accepted, in pixels (PatchCore's stride-16 features need some image).
+    pub min_side: u32,
 }
 
-/// Decodes an image as 8-bit RGB (grayscale, palette, 16-bit and alpha images converted).
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let img = decode(path)?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(Error::Image {
-            path: path.to_path_buf(),
-            message: "image has no pixels".into(),
-        });
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 64_000_000,
+            min_side: 32,
+        }
     }
-    Ok(img.to_rgb8())
+}
+
+fn decode(path: &Path, limits: &ImageLimits) -> Result<DynamicImage> {
+    let img_err = |message: String| Error::Image {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.is_empty() {
+        return Err(img_err("empty file (0 bytes)".into()));
+    }
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| img_err(format!("cannot read: {e}")))
+    };
+    let r = reader()?;
+    if r.format().is_none() {
+        return Err(img_err(
+            "not a recognised image format (PNG or JPEG expected)".into(),
+        ));
+    }
+    let (w, h) = r
+        .into_dimensions()
+        .map_err(|e| img_err(format!("cannot read the image header: {e}")))?;
+    if (w as u64) * (h as u64) > limits.max_pixels {
+        return Err(img_err(format!(
+            "{w}x{h} = {} pixels exceeds the limit of {} (data.max_image_pixels); refused \
+             before decoding",
+            w as u64 * h as u64,
+            limits.max_pixels
+        )));
+    }
+    if w.min(h) < limits.min_side {
+        return Err(img_err(format!(
+            "{w}x{h} is smaller than {} pixels on a side (data.min_image_side)",
+            limits.min_side
+        )));
+    }
+    let mut r = reader()?;
+    let mut lim = image::Limits::default();
+    lim.max_image_width = Some(w);
+    lim.max_image_height = Some(h);
+    r.limits(lim);
+    r.decode()
+        .map_err(|e| img_err(format!("cannot decode (truncated or corrupt?): {e}")))
+}
+
+/// Decodes an image as 8-bit RGB (grayscale, palette, 16-bit and alpha images converted),
+/// with the default [`ImageLimits`].
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    load_rgb_with(path, &ImageLimits::default())
+}
+
+/// As [`load_rgb`] with explicit limits.
+pub fn load_rgb_with(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    Ok(decode(path, limits)?.to_rgb8())
 }
 
 /// Decodes a ground-truth mask as 8-bit grayscale.
 pub fn load_mask(path: &Path) -> Result<GrayImage> {
-    Ok(decode(path)?.to_luma8())
+    Ok(decode(
+        path,
+        &ImageLimits {
+            min_side: 1,
+            ..ImageLimits::default()
+        },
+    )?
+    .to_luma8())
 }
 
 /// PatchCore's input geometry: resize to `resize x resize`, centre-crop `crop x crop`.

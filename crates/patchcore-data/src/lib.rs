@@ -14,6 +14,10 @@ mod mvtec;
 mod sources;
 pub mod synthetic;
 
-pub use geometry::{Geometry, IMAGENET_MEAN, IMAGENET_STD, load_mask, load_rgb};
-pub use mvtec::{MvtecCategory, TestSample, TrainLimit, discover_categories, list_images};
+pub use geometry::{
+    Geometry, IMAGENET_MEAN, IMAGENET_STD, ImageLimits, load_mask, load_rgb, load_rgb_with,
+};
+pub use mvtec::{
+    IMAGE_EXTENSIONS, MvtecCategory, TestSample, TrainLimit, discover_categories, list_images,
+};
 pub use sources::{FolderSpec, open_folder, open_manifest};

@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 use patchcore_core::{Error, Result};
 use rand::SeedableRng;
 
-const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "tif"];
+/// File extensions treated as images (the decoders compiled in: PNG and JPEG).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// One test image with its ground truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,23 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     out.sort();
+    // Two files of one stem (000.png and 000.jpg) make mask matching and reports ambiguous.
+    let mut seen: std::collections::HashMap<std::ffi::OsString, &PathBuf> =
+        std::collections::HashMap::new();
+    for p in &out {
+        let stem = p.file_stem().unwrap_or_default().to_os_string();
+        if let Some(first) = seen.insert(stem.clone(), p) {
+            return Err(Error::Dataset {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "two images share the stem `{}`: {} and {}; keep one",
+                    stem.to_string_lossy(),
+                    first.display(),
+                    p.display()
+                ),
+            });
+        }
+    }
     Ok(out)
 }
 
@@ -121,6 +139,15 @@ impl MvtecCategory {
         let test_dir = root.join("test");
         if !test_dir.is_dir() {
             return Err(ds_err(&test_dir, "missing test folder".into()));
+        }
+        let good_gt = root.join("ground_truth").join("good");
+        if good_gt.is_dir() && !list_images(&good_gt)?.is_empty() {
+            return Err(ds_err(
+                &good_gt,
+                "masks for `good` images: good images are defect-free by definition, so their \
+                 masks would be empty; remove ground_truth/good"
+                    .into(),
+            ));
         }
         let mut test = Vec::new();
         let mut unmasked = Vec::new();

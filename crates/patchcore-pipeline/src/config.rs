@@ -38,6 +38,9 @@ pub struct Config {
     /// The evaluation protocol (standard or low-shot).
     #[serde(default)]
     pub protocol: ProtocolConfig,
+    /// Memory bound of fitting.
+    #[serde(default)]
+    pub fit: FitConfig,
     /// Folder of the config file (relative data paths resolve against it); not a key.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -75,6 +78,12 @@ pub struct DataConfig {
     /// instead of failing.
     #[serde(default)]
     pub allow_partial_masks: bool,
+    /// Images with more pixels (width x height) are refused before decoding.
+    #[serde(default = "d_max_pixels")]
+    pub max_image_pixels: u64,
+    /// Images with a side shorter than this are refused.
+    #[serde(default = "d_min_side")]
+    pub min_image_side: u32,
     /// The folder data set (`source = "folder"`).
     #[serde(default)]
     pub folder: Option<patchcore_data::FolderSpec>,
@@ -102,6 +111,29 @@ pub enum ProtocolKind {
     /// Fit on `k` training images for every `k` in `shots` (and every seed), test on the whole
     /// test split; mean and spread over seeds are reported (paper §4.4, Fig. 5).
     LowShot,
+}
+
+/// How fitting uses memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitConfig {
+    /// Largest patch-feature matrix held at once, in MiB (0 = no bound). When all training
+    /// features would exceed it, fitting streams: images are extracted in chunks of half the
+    /// bound, each chunk keeps its greedy coreset of twice its share of the bank, and a final
+    /// greedy pass over the union picks the bank (merge and reduce; docs/CONFIG.md says what
+    /// that does to the selection).
+    #[serde(default = "d_fit_mem")]
+    pub max_feature_memory_mb: usize,
+}
+fn d_fit_mem() -> usize {
+    4096
+}
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            max_feature_memory_mb: d_fit_mem(),
+        }
+    }
 }
 
 /// The evaluation protocol.
@@ -184,6 +216,12 @@ fn d_crop() -> u32 {
 fn d_batch() -> usize {
     8
 }
+fn d_max_pixels() -> u64 {
+    patchcore_data::ImageLimits::default().max_pixels
+}
+fn d_min_side() -> u32 {
+    patchcore_data::ImageLimits::default().min_side
+}
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
@@ -195,6 +233,8 @@ impl Default for DataConfig {
             metrics_resolution: MetricsResolution::Crop,
             train_selection: TrainSelection::First,
             allow_partial_masks: false,
+            max_image_pixels: d_max_pixels(),
+            min_image_side: d_min_side(),
             folder: None,
             manifest: None,
         }
@@ -622,6 +662,14 @@ fn map_config_error(e: config::ConfigError) -> Error {
 }
 
 impl Config {
+    /// The image size limits of `[data]`.
+    pub fn image_limits(&self) -> patchcore_data::ImageLimits {
+        patchcore_data::ImageLimits {
+            max_pixels: self.data.max_image_pixels,
+            min_side: self.data.min_image_side,
+        }
+    }
+
     /// Parses TOML text (plus environment overrides) and validates it. `base_dir` resolves
     /// relative weight paths.
     pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Self> {
@@ -673,6 +721,20 @@ impl Config {
     /// Range and consistency checks; each error names its key and the allowed values.
     pub fn validate(&self) -> Result<()> {
         patchcore_data::Geometry::new(self.data.resize, self.data.crop)?;
+        if self.data.max_image_pixels == 0 {
+            return Err(Error::config(
+                "data.max_image_pixels",
+                "must be positive (default 64000000)",
+            ));
+        }
+        if self.data.min_image_side == 0
+            || self.data.min_image_side as u64 > self.data.max_image_pixels
+        {
+            return Err(Error::config(
+                "data.min_image_side",
+                "must be at least 1 and fit within data.max_image_pixels (default 32)",
+            ));
+        }
         match (self.data.source, &self.data.folder, &self.data.manifest) {
             (DataSource::Folder, None, _) => {
                 return Err(Error::config(

@@ -111,14 +111,18 @@ fn boundary(field: &[bool], h: usize, w: usize) -> Vec<bool> {
     out
 }
 
-/// Input with the anomaly map blended in, ground truth outlined in green and the pixels at or
-/// above the pixel F1-max threshold outlined in white.
-fn overlay(s: &Shown<'_>, view: &CategoryView<'_>) -> RgbImage {
-    let (h, w) = s.map.dim();
-    let (lo, hi) = view.map_range;
+/// The input (at the map's size) with the anomaly map blended in as a jet heatmap, values
+/// normalised over `range` (low, high).
+pub fn heatmap_overlay(
+    input: &RgbImage,
+    map: &ndarray::Array2<f32>,
+    range: (f32, f32),
+) -> RgbImage {
+    let (h, w) = map.dim();
+    let (lo, hi) = range;
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut img = RgbImage::new(w as u32, h as u32);
-    for (i, (&v, px)) in s.map.iter().zip(s.input.pixels()).enumerate() {
+    for (i, (&v, px)) in map.iter().zip(input.pixels()).enumerate() {
         let c = jet((v - lo) / span);
         let p = px.0;
         let mix = |k: usize| (0.55 * p[k] as f32 + 0.45 * c[k]) as u8;
@@ -128,6 +132,14 @@ fn overlay(s: &Shown<'_>, view: &CategoryView<'_>) -> RgbImage {
             Rgb([mix(0), mix(1), mix(2)]),
         );
     }
+    img
+}
+
+/// Input with the anomaly map blended in, ground truth outlined in green and the pixels at or
+/// above the pixel F1-max threshold outlined in white.
+fn overlay(s: &Shown<'_>, view: &CategoryView<'_>) -> RgbImage {
+    let (h, w) = s.map.dim();
+    let mut img = heatmap_overlay(&s.input, s.map, view.map_range);
     if let Some(t) = view.pixel_threshold {
         let seg: Vec<bool> = s.map.iter().map(|v| *v >= t).collect();
         for (i, b) in boundary(&seg, h, w).into_iter().enumerate() {

@@ -6,7 +6,7 @@ use ndarray::{Array2, s};
 use patchcore_aggregate::{FeatureAggregator, LocallyAware, Official};
 use patchcore_backbone::{Backbone, EfficientNetLite0, ResNet, ResNetSpec, TensorMap};
 use patchcore_core::{Error, PatchFeatures, Progress, Result};
-use patchcore_data::{Geometry, load_rgb};
+use patchcore_data::{Geometry, ImageLimits, load_rgb_with};
 use patchcore_nn::{ExactIndex, IvfIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
 use patchcore_sampler::{GreedyCoreset, GreedyVariant, IdentitySampler, RandomSampler, Sampler};
 use patchcore_score::{PatchCoreScorer, Scorer};
@@ -28,6 +28,8 @@ pub struct FitStats {
     pub extract_seconds: f64,
     pub sample_seconds: f64,
     pub index_seconds: f64,
+    /// Chunks the features were streamed in (1 = all in memory at once).
+    pub chunks: usize,
 }
 
 /// Seconds spent in each stage of prediction.
@@ -63,6 +65,42 @@ pub struct Prediction {
     pub anomaly_map: Array2<f32>,
 }
 
+/// The sampler named by the config, selecting `size` rows.
+pub fn build_sampler(cfg: &Config, size: patchcore_sampler::SampleSize) -> Box<dyn Sampler> {
+    let greedy = |variant| -> Box<dyn Sampler> {
+        Box::new(GreedyCoreset {
+            size,
+            projection: cfg.projection(),
+            seed: cfg.seed,
+            start: None,
+            variant,
+        })
+    };
+    match cfg.sampler.kind {
+        SamplerKind::GreedyCoreset => greedy(match cfg.sampler.greedy {
+            GreedyAlgorithm::Pruned => GreedyVariant::Pruned,
+            GreedyAlgorithm::Plain => GreedyVariant::Plain,
+        }),
+        SamplerKind::ApproximateGreedyCoreset => greedy(GreedyVariant::Approximate {
+            starts: cfg.sampler.approx_starts,
+        }),
+        SamplerKind::Random => Box::new(RandomSampler {
+            size,
+            seed: cfg.seed,
+        }),
+        SamplerKind::Identity => Box::new(IdentitySampler),
+    }
+}
+
+/// Overrides for [`PatchCore::load_with`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Run on this device instead of the one in the model's config.
+    pub device: Option<patchcore_core::ComputeDevice>,
+    /// Read the backbone weights from this file (its SHA-256 must match the model's).
+    pub weights: Option<PathBuf>,
+}
+
 /// An assembled PatchCore model.
 pub struct PatchCore {
     pub backbone: Box<dyn Backbone>,
@@ -78,6 +116,17 @@ pub struct PatchCore {
     pub batch_size: usize,
     /// The weights used.
     pub weights: WeightsInfo,
+    /// Size limits applied when decoding images.
+    pub limits: ImageLimits,
+    /// Decision threshold on image scores (set by `patchcore fit`, by [`PatchCore::load`], or
+    /// by hand).
+    pub threshold: Option<crate::model_file::Threshold>,
+    /// Smallest and largest image score seen when the threshold was chosen.
+    pub score_range: Option<(f32, f32)>,
+    /// What the bank was fitted on: (data set name, training images, rows before selection).
+    pub fitted_on: Option<(String, usize, usize)>,
+    config: Config,
+    bank: Option<Array2<f32>>,
     index: Option<Box<dyn NearestNeighborIndex>>,
 }
 
@@ -96,7 +145,7 @@ impl PatchCore {
                 ));
             }
         };
-        let device = cfg.device.burn_device();
+        let device = cfg.device.burn_device()?;
         let (map, weights) = match bcfg.weights_source() {
             Some(src) => {
                 let path = src.resolve()?;
@@ -144,30 +193,7 @@ impl PatchCore {
                 cfg.aggregator.target_embed_dim,
             )?),
         };
-        let size = cfg.sample_size();
-        let greedy = |variant| {
-            Box::new(GreedyCoreset {
-                size,
-                projection: cfg.projection(),
-                seed: cfg.seed,
-                start: None,
-                variant,
-            })
-        };
-        let sampler: Box<dyn Sampler> = match cfg.sampler.kind {
-            SamplerKind::GreedyCoreset => greedy(match cfg.sampler.greedy {
-                GreedyAlgorithm::Pruned => GreedyVariant::Pruned,
-                GreedyAlgorithm::Plain => GreedyVariant::Plain,
-            }),
-            SamplerKind::ApproximateGreedyCoreset => greedy(GreedyVariant::Approximate {
-                starts: cfg.sampler.approx_starts,
-            }),
-            SamplerKind::Random => Box::new(RandomSampler {
-                size,
-                seed: cfg.seed,
-            }),
-            SamplerKind::Identity => Box::new(IdentitySampler),
-        };
+        let sampler = build_sampler(cfg, cfg.sample_size());
         let scorer = Box::new(PatchCoreScorer {
             upsample: cfg.scorer.upsample,
             ..PatchCoreScorer::new(cfg.scorer.num_neighbors, cfg.scorer.sigma)?
@@ -183,8 +209,145 @@ impl PatchCore {
             batch_size: cfg.data.batch_size,
             metrics_resolution: cfg.data.metrics_resolution,
             weights,
+            limits: cfg.image_limits(),
+            threshold: None,
+            score_range: None,
+            fitted_on: None,
+            config: cfg.clone(),
+            bank: None,
             index: None,
         })
+    }
+
+    /// The config this model was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The memory bank, once fitted or loaded.
+    pub fn bank(&self) -> Option<&Array2<f32>> {
+        self.bank.as_ref()
+    }
+
+    /// Whether an image score is anomalous under the model's threshold (`None` without one).
+    pub fn verdict(&self, score: f32) -> Option<bool> {
+        self.threshold.as_ref().map(|t| score > t.value)
+    }
+
+    /// The header a model file of this fitted model carries.
+    pub fn header(&self) -> Result<crate::model_file::ModelHeader> {
+        let bank = self.bank.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the model is not fitted: call fit first".into())
+        })?;
+        let (dataset, num_train, rows_full) =
+            self.fitted_on
+                .clone()
+                .unwrap_or(("unknown".into(), 0, bank.nrows()));
+        // The weights path as resolved at fit time: the config's folder is not stored.
+        let mut config = self.config.clone();
+        if let Some(b) = config.backbone.as_mut() {
+            if self.weights.pretrained && b.weights != "pypi" {
+                b.weights = std::path::absolute(&self.weights.file)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| self.weights.file.clone());
+            }
+        }
+        Ok(crate::model_file::ModelHeader {
+            format: crate::model_file::MODEL_FORMAT.into(),
+            format_version: crate::model_file::MODEL_FORMAT_VERSION,
+            created_by: format!("patchcore-rs {}", env!("CARGO_PKG_VERSION")),
+            config,
+            backbone: crate::model_file::BackboneIdentity {
+                arch: self.backbone.name().to_string(),
+                layers: self.backbone.layers().to_vec(),
+                weights_sha256: self.weights.sha256.clone(),
+                weights_file: self.weights.file.clone(),
+                pretrained: self.weights.pretrained,
+            },
+            geometry: self.geometry,
+            bank_rows: bank.nrows(),
+            feature_dim: bank.ncols(),
+            bank_rows_full: rows_full,
+            num_train,
+            dataset,
+            threshold: self.threshold.clone(),
+            score_range: self.score_range,
+        })
+    }
+
+    /// Writes the fitted model to `path` (atomically; format in [`crate::model_file`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let header = self.header()?;
+        crate::model_file::write(
+            path,
+            &header,
+            self.bank.as_ref().expect("checked by header"),
+        )
+    }
+
+    /// Loads a model file: rebuilds the components from its config (fetching the weights as
+    /// the config says), checks the weights' SHA-256 against the one the bank was fitted
+    /// with, and installs the bank. See [`PatchCore::load_with`] to run on another device or
+    /// with the weights at another path.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// As [`PatchCore::load`], with overrides.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let (header, bank) = crate::model_file::read(path)?;
+        let mut cfg = header.config.clone();
+        if let Some(d) = opts.device {
+            cfg.device = d;
+        }
+        if let Some(w) = &opts.weights {
+            let b = cfg.backbone.as_mut().ok_or_else(|| Error::Model {
+                path: path.to_path_buf(),
+                message: "the model's config has no [backbone]".into(),
+            })?;
+            b.weights = w.to_string_lossy().into_owned();
+        }
+        let mut model = Self::from_config(&cfg).map_err(|e| match e {
+            Error::Weights { path: wp, message } => Error::Model {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its backbone weights {}: {message}; pass the file the model was fitted \
+                     with (SHA-256 {}) with --weights",
+                    wp.display(),
+                    header.backbone.weights_sha256
+                ),
+            },
+            other => other,
+        })?;
+        if model.weights.sha256 != header.backbone.weights_sha256 {
+            return Err(Error::Model {
+                path: path.to_path_buf(),
+                message: format!(
+                    "fitted with backbone weights of SHA-256 {}, but {} has SHA-256 {}; the bank \
+                     is meaningless with other weights (pass the right file with --weights)",
+                    header.backbone.weights_sha256, model.weights.file, model.weights.sha256
+                ),
+            });
+        }
+        if model.backbone.name() != header.backbone.arch
+            || model.backbone.layers() != header.backbone.layers.as_slice()
+        {
+            return Err(Error::Model {
+                path: path.to_path_buf(),
+                message: format!(
+                    "header names backbone {} {:?} but its config builds {} {:?}",
+                    header.backbone.arch,
+                    header.backbone.layers,
+                    model.backbone.name(),
+                    model.backbone.layers()
+                ),
+            });
+        }
+        model.set_bank(bank)?;
+        model.threshold = header.threshold;
+        model.score_range = header.score_range;
+        model.fitted_on = Some((header.dataset, header.num_train, header.bank_rows_full));
+        Ok(model)
     }
 
     /// Patch features of decoded images (one backbone pass).
@@ -219,7 +382,7 @@ impl PatchCore {
         for chunk in paths.chunks(self.batch_size) {
             let images: Vec<image::RgbImage> = chunk
                 .par_iter()
-                .map(|p| load_rgb(p))
+                .map(|p| load_rgb_with(p, &self.limits))
                 .collect::<Result<_>>()?;
             let pf = self.extract_images(&images)?;
             let (all, _, _) = out.get_or_insert_with(|| {
@@ -239,30 +402,148 @@ impl PatchCore {
         PatchFeatures::new(all, paths.len(), h, w)
     }
 
-    /// Fits the memory bank on defect-free images.
+    /// Fits the memory bank on defect-free images. When the training features would exceed
+    /// `fit.max_feature_memory_mb`, fitting streams in chunks (see [`crate::config::FitConfig`]).
     pub fn fit(&mut self, train: &[PathBuf], progress: &dyn Progress) -> Result<FitStats> {
+        if train.is_empty() {
+            return Err(Error::InvalidArgument("no training images".into()));
+        }
         let t0 = Instant::now();
-        let feats = self.extract_paths(train, progress)?;
-        let extract_seconds = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let selected = self.sampler.select(feats.features.view(), progress)?;
-        let bank = feats.features.select(ndarray::Axis(0), &selected);
-        let sample_seconds = t1.elapsed().as_secs_f64();
+        let n = train.len();
+        let budget = self
+            .config
+            .fit
+            .max_feature_memory_mb
+            .saturating_mul(1 << 20);
+        // The first batch tells the feature size per image.
+        progress.start(n as u64, "feature extraction");
+        let head = &train[..self.batch_size.min(n)];
+        let first = self.extract_images(&self.decode(head)?)?;
+        progress.advance(head.len() as u64);
+        let ppi = first.patches_per_image();
+        let dim = first.dim();
+        let per_image = ppi * dim * 4;
+        let total_rows = n * ppi;
+        let chunk_images = if budget == 0 || per_image * n <= budget {
+            n
+        } else {
+            (budget / 2 / per_image).max(self.batch_size).max(1)
+        };
+        let mut extract_seconds = 0.0;
+        let mut sample_seconds = 0.0;
+        let (bank, chunks) = if chunk_images >= n {
+            // Everything fits: one matrix, one selection (the paper's procedure).
+            let mut all = Array2::<f32>::zeros((total_rows, dim));
+            all.slice_mut(s![..first.features.nrows(), ..])
+                .assign(&first.features);
+            let mut row = first.features.nrows();
+            drop(first);
+            for chunk in train[head.len()..].chunks(self.batch_size) {
+                let pf = self.extract_images(&self.decode(chunk)?)?;
+                all.slice_mut(s![row..row + pf.features.nrows(), ..])
+                    .assign(&pf.features);
+                row += pf.features.nrows();
+                progress.advance(chunk.len() as u64);
+            }
+            progress.finish();
+            extract_seconds += t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let selected = self.sampler.select(all.view(), progress)?;
+            sample_seconds += t1.elapsed().as_secs_f64();
+            (all.select(ndarray::Axis(0), &selected), 1)
+        } else {
+            // Merge and reduce: each chunk keeps twice its share; a final pass picks the bank.
+            let target = self.config.sample_size().resolve(total_rows);
+            if target * dim * 4 * 2 > budget {
+                return Err(Error::config(
+                    "fit.max_feature_memory_mb",
+                    format!(
+                        "the bank alone ({target} rows x {dim} x 4 bytes, kept twice while \
+                         merging = {} MiB) exceeds the bound of {} MiB: raise it or lower \
+                         sampler.ratio",
+                        (target * dim * 8) >> 20,
+                        self.config.fit.max_feature_memory_mb
+                    ),
+                ));
+            }
+            let mut union: Vec<Array2<f32>> = Vec::new();
+            let mut pending = Some(first);
+            let mut start = head.len();
+            let mut chunks = 0;
+            let mut chunk_start = 0;
+            while chunk_start < n {
+                let chunk_end = (chunk_start + chunk_images).min(n);
+                let rows = (chunk_end - chunk_start) * ppi;
+                let mut feats = Array2::<f32>::zeros((rows, dim));
+                let mut row = 0;
+                if let Some(f) = pending.take() {
+                    feats
+                        .slice_mut(s![..f.features.nrows(), ..])
+                        .assign(&f.features);
+                    row = f.features.nrows();
+                }
+                let te = Instant::now();
+                for chunk in train[start..chunk_end].chunks(self.batch_size) {
+                    let pf = self.extract_images(&self.decode(chunk)?)?;
+                    feats
+                        .slice_mut(s![row..row + pf.features.nrows(), ..])
+                        .assign(&pf.features);
+                    row += pf.features.nrows();
+                    progress.advance(chunk.len() as u64);
+                }
+                extract_seconds += te.elapsed().as_secs_f64();
+                let keep = ((2 * target * rows).div_ceil(total_rows)).clamp(1, rows);
+                let ts = Instant::now();
+                let sel = build_sampler(&self.config, patchcore_sampler::SampleSize::Count(keep))
+                    .select(feats.view(), &patchcore_core::NoProgress)?;
+                sample_seconds += ts.elapsed().as_secs_f64();
+                union.push(feats.select(ndarray::Axis(0), &sel));
+                chunks += 1;
+                start = chunk_end;
+                chunk_start = chunk_end;
+            }
+            progress.finish();
+            let views: Vec<_> = union.iter().map(|a| a.view()).collect();
+            let merged = ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| Error::Shape(e.to_string()))?;
+            drop(union);
+            let ts = Instant::now();
+            let sel = build_sampler(&self.config, patchcore_sampler::SampleSize::Count(target))
+                .select(merged.view(), progress)?;
+            sample_seconds += ts.elapsed().as_secs_f64();
+            tracing::info!(
+                chunks,
+                images_per_chunk = chunk_images,
+                "streamed fit: features of {n} images exceed fit.max_feature_memory_mb"
+            );
+            (merged.select(ndarray::Axis(0), &sel), chunks)
+        };
         let t2 = Instant::now();
+        let bank_rows = bank.nrows();
         self.set_bank(bank)?;
+        self.fitted_on = Some(("images".into(), n, total_rows));
         Ok(FitStats {
-            num_images: train.len(),
-            bank_rows_full: feats.features.nrows(),
-            bank_rows: selected.len(),
-            feature_dim: feats.dim(),
+            num_images: n,
+            bank_rows_full: total_rows,
+            bank_rows,
+            feature_dim: dim,
             extract_seconds,
             sample_seconds,
             index_seconds: t2.elapsed().as_secs_f64(),
+            chunks,
         })
+    }
+
+    fn decode(&self, paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
+        paths
+            .par_iter()
+            .map(|p| load_rgb_with(p, &self.limits))
+            .collect()
     }
 
     /// Installs a memory bank (e.g. one fitted elsewhere).
     pub fn set_bank(&mut self, bank: Array2<f32>) -> Result<()> {
+        self.bank = Some(bank.clone());
         let index: Box<dyn NearestNeighborIndex> = match self.nn.kind {
             NnKind::Exact => Box::new(ExactIndex::new(bank)?),
             NnKind::Ivf => Box::new(IvfIndex::new(
@@ -318,10 +599,14 @@ impl PatchCore {
         Ok(out)
     }
 
-    /// Scores one image file.
-    pub fn predict(&self, path: &Path) -> Result<Prediction> {
-        let img = load_rgb(path)?;
-        Ok(self.predict_images(std::slice::from_ref(&img))?.remove(0))
+    /// Scores one decoded image.
+    pub fn predict(&self, image: &image::RgbImage) -> Result<Prediction> {
+        Ok(self.predict_images(std::slice::from_ref(image))?.remove(0))
+    }
+
+    /// Scores one image file (decoded under the model's [`ImageLimits`]).
+    pub fn predict_path(&self, path: &Path) -> Result<Prediction> {
+        self.predict(&load_rgb_with(path, &self.limits)?)
     }
 
     /// Scores image files in batches.
@@ -346,7 +631,7 @@ impl PatchCore {
             let t = Instant::now();
             let images: Vec<image::RgbImage> = chunk
                 .par_iter()
-                .map(|p| load_rgb(p))
+                .map(|p| load_rgb_with(p, &self.limits))
                 .collect::<Result<_>>()?;
             times.decode += t.elapsed().as_secs_f64();
             out.extend(self.predict_images_timed(&images, times)?);

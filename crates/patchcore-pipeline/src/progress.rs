@@ -19,6 +19,14 @@ impl Bar {
             quiet,
         }
     }
+
+    /// Runs `f` (which prints) with the bar hidden, so that lines and bar do not interleave.
+    pub fn suspend(&self, f: &dyn Fn()) {
+        match self.bar.lock().expect("poisoned").as_ref() {
+            Some(pb) => pb.suspend(f),
+            None => f(),
+        }
+    }
 }
 
 impl Progress for Bar {

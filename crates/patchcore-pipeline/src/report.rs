@@ -47,7 +47,7 @@ pub fn to_json(report: &Report) -> Result<Value> {
         "aupro_fpr_limit": crate::evaluate::AUPRO_FPR_LIMIT,
         "config": serde_json::to_value(&report.config).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "seed": report.config.seed,
-        "device": report.config.device.as_str(),
+        "device": report.config.device.to_string(),
         "threads": rayon::current_num_threads(),
         "data_root": report.data_root,
         "geometry": geometry_text(&report.config),

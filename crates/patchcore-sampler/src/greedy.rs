@@ -157,59 +157,140 @@ pub fn greedy_k_center(
 /// [`greedy_k_center`] (same start, same tie rule, same distances), with far fewer distance
 /// evaluations.
 ///
-/// Every row remembers its nearest centre `a(i)` and distance `r(i)`. When centre `c` is
-/// added, `||x_i - c|| >= ||a(i) - c|| - r(i)`, so a row with `||a(i) - c|| >= 2 r(i)` cannot
-/// get closer and is skipped without touching its features. The test keeps a relative
-/// margin of 1e-4 so that float rounding can never make it skip a row the plain loop would
-/// have updated: the selections are identical, not just equally good.
+/// Every row belongs to the cluster of its nearest centre `a(i)`, at squared distance `r(i)²`;
+/// each cluster keeps its members and their largest `r²`. When centre `c` is added,
+/// `||x_i - c|| >= ||a(i) - c|| - r(i)`, so a row with `||a(i) - c|| >= 2 r(i)` cannot get
+/// closer and is skipped without touching its features; a cluster whose largest `r` passes that
+/// test is skipped whole, without touching its rows at all. The next centre is the largest
+/// per-cluster maximum, so a pick costs one distance per existing centre plus the rows of the
+/// clusters near the new centre, not a pass over every row. The test keeps a relative margin of
+/// 1e-4 so that float rounding can never make it skip a row the plain loop would have updated:
+/// the selections are identical, not just equally good.
 pub fn greedy_k_center_pruned(
     points: ArrayView2<'_, f32>,
     k: usize,
     start: usize,
     progress: &dyn Progress,
 ) -> Result<GreedyRun> {
+    const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
     let points = standard_points(points, start)?;
     let (n, d) = points.dim();
+    let k = k.clamp(1, n);
     let data = points.as_slice().expect("standard layout");
-    let mut assigned = vec![usize::MAX; n]; // position in `indices` of the nearest centre
-    Ok(greedy_loop(
-        vec![f32::INFINITY; n],
-        k.clamp(1, n),
-        (start, 0.0),
-        progress,
-        |min_d, c, indices| {
-            let centre = &data[c * d..(c + 1) * d];
-            let slot = indices.len() - 1;
-            // Squared centre-to-centre distances from the new centre.
-            let cc: Vec<f32> = indices
-                .iter()
-                .map(|&j| sq_dist(&data[j * d..(j + 1) * d], centre))
-                .collect();
-            const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
+    let row = |i: usize| &data[i * d..(i + 1) * d];
+    // Rows and clusters live in flat vectors indexed by row / by centre slot.
+    let mut min_d = vec![f32::INFINITY; n];
+    let mut owner = vec![u32::MAX; n];
+    let mut members: Vec<Vec<u32>> = Vec::with_capacity(k);
+    let mut cmax: Vec<(f32, usize)> = Vec::with_capacity(k);
+    let mut indices: Vec<usize> = Vec::with_capacity(k);
+    let mut picked = Vec::with_capacity(k);
+    let (mut current, mut current_dist) = (start, 0.0f32);
+    let cluster_max = |rows: &[u32], min_d: &[f32]| {
+        rows.iter().fold((f32::NEG_INFINITY, usize::MAX), |b, &i| {
+            max_first(b, (min_d[i as usize], i as usize))
+        })
+    };
+    progress.start(k as u64, "coreset selection");
+    loop {
+        indices.push(current);
+        picked.push(current_dist.max(0.0).sqrt());
+        progress.advance(1);
+        let slot = indices.len() - 1;
+        let centre = row(current);
+        // The new centre leaves its cluster and is never picked again.
+        min_d[current] = f32::NEG_INFINITY;
+        let dirty = owner[current];
+        if dirty != u32::MAX {
+            let o = dirty as usize;
+            members[o].retain(|&i| i as usize != current);
+        }
+        if slot == 0 {
+            // Every other row joins the first cluster.
             min_d
                 .par_chunks_mut(CHUNK)
-                .zip(assigned.par_chunks_mut(CHUNK))
                 .enumerate()
-                .map(|(ci, (chunk, owners))| {
+                .for_each(|(c, chunk)| {
+                    for (j, m) in chunk.iter_mut().enumerate() {
+                        let i = c * CHUNK + j;
+                        if i != current {
+                            *m = sq_dist(row(i), centre);
+                        }
+                    }
+                });
+            let all: Vec<u32> = (0..n as u32).filter(|&i| i as usize != current).collect();
+            owner.iter_mut().for_each(|o| *o = 0);
+            owner[current] = u32::MAX;
+            cmax.push(cluster_max(&all, &min_d));
+            members.push(all);
+        } else {
+            // Squared distances from the new centre to every earlier centre.
+            let cc: Vec<f32> = indices[..slot]
+                .par_iter()
+                .with_min_len(256)
+                .map(|&j| sq_dist(row(j), centre))
+                .collect();
+            let candidates: Vec<usize> = (0..slot)
+                .filter(|&j| {
+                    j as u32 == dirty || (!members[j].is_empty() && cc[j] < MARGIN * cmax[j].0)
+                })
+                .collect();
+            // Each candidate cluster: rows that move to the new centre (with their new
+            // distance), and the cluster's new maximum.
+            let updates: Vec<(usize, Vec<(u32, f32)>, (f32, usize))> = candidates
+                .par_iter()
+                .map(|&j| {
+                    let mut moved = Vec::new();
                     let mut best = (f32::NEG_INFINITY, usize::MAX);
-                    for (j, (m, owner)) in chunk.iter_mut().zip(owners.iter_mut()).enumerate() {
-                        let i = ci * CHUNK + j;
-                        // Prune: ||a(i) - c||^2 >= 4 r(i)^2 (1 + margin)^2.
-                        let skip = *owner != usize::MAX && cc[*owner] >= MARGIN * *m;
-                        if !skip {
-                            let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
-                            if dist < *m {
-                                *m = dist;
-                                *owner = slot;
+                    for &i in &members[j] {
+                        let iu = i as usize;
+                        let m = min_d[iu];
+                        if cc[j] < MARGIN * m {
+                            let dist = sq_dist(row(iu), centre);
+                            if dist < m {
+                                moved.push((i, dist));
+                                continue;
                             }
                         }
-                        best = max_first(best, (*m, i));
+                        best = max_first(best, (m, iu));
                     }
-                    best
+                    (j, moved, best)
                 })
-                .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
-        },
-    ))
+                .collect();
+            let mut new_members = Vec::new();
+            let mut new_max = (f32::NEG_INFINITY, usize::MAX);
+            for (j, moved, best) in updates {
+                cmax[j] = best;
+                if moved.is_empty() {
+                    continue;
+                }
+                let slot32 = slot as u32;
+                for &(i, dist) in &moved {
+                    min_d[i as usize] = dist;
+                    owner[i as usize] = slot32;
+                    new_max = max_first(new_max, (dist, i as usize));
+                    new_members.push(i);
+                }
+                members[j].retain(|&i| owner[i as usize] != slot32);
+            }
+            members.push(new_members);
+            cmax.push(new_max);
+        }
+        let best = cmax
+            .iter()
+            .copied()
+            .fold((f32::NEG_INFINITY, usize::MAX), max_first);
+        if indices.len() == k {
+            progress.finish();
+            return Ok(GreedyRun {
+                indices,
+                picked_distance: picked,
+                radius: best.0.max(0.0).sqrt(),
+            });
+        }
+        current = best.1;
+        current_dist = best.0;
+    }
 }
 
 /// The official approximate greedy coreset (patchcore-inspection's
