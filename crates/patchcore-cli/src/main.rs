@@ -65,10 +65,23 @@ enum Command {
         /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
         #[arg(long, default_value_t = 2.0)]
         min_time: f64,
-        /// What to run: "components" (backbones, coreset, k-NN) or "samplers" (every sampler
-        /// on --rows x --cols clustered features).
+        /// What to run: "components" (backbones, coreset, k-NN), "samplers" (every sampler
+        /// on --rows x --cols clustered features) or "coreset" (plain vs pruned greedy on the
+        /// real training features of --data-root / --category).
         #[arg(long, default_value = "components")]
         suite: String,
+        /// Data root of the coreset suite (default: ../shared/datasets/mvtec_ad_256).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// Category of the coreset suite.
+        #[arg(long, default_value = "bottle")]
+        category: String,
+        /// Coreset ratios of the coreset suite.
+        #[arg(long = "ratio", default_values_t = [0.01f64, 0.1])]
+        ratios: Vec<f64>,
+        /// Run the plain greedy (the reference) only up to this ratio.
+        #[arg(long, default_value_t = 0.01)]
+        plain_up_to: f64,
         /// Rows of the sampler suite.
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
@@ -218,13 +231,22 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             suite,
             rows,
             cols,
+            data_root,
+            category,
+            ratios,
+            plain_up_to,
         } => {
             if suite == "samplers" {
                 return bench::samplers(rows, cols);
             }
+            if suite == "coreset" {
+                let root = data_root
+                    .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
+                return bench::coreset(&root, &category, &ratios, plain_up_to);
+            }
             if suite != "components" {
                 return Err(patchcore_core::Error::InvalidArgument(format!(
-                    "unknown --suite `{suite}`; allowed: components, samplers"
+                    "unknown --suite `{suite}`; allowed: components, samplers, coreset"
                 )));
             }
             let devices: Vec<ComputeDevice> = devices

@@ -184,6 +184,9 @@ pub fn greedy_k_center_pruned(
     let mut members: Vec<Vec<u32>> = Vec::with_capacity(k);
     let mut cmax: Vec<(f32, usize)> = Vec::with_capacity(k);
     let mut indices: Vec<usize> = Vec::with_capacity(k);
+    // The centres' rows, contiguous: centre-to-centre distances stream through this instead
+    // of gathering rows scattered over the whole matrix.
+    let mut centres: Vec<f32> = Vec::with_capacity(k * d);
     let mut picked = Vec::with_capacity(k);
     let (mut current, mut current_dist) = (start, 0.0f32);
     let cluster_max = |rows: &[u32], min_d: &[f32]| {
@@ -225,27 +228,38 @@ pub fn greedy_k_center_pruned(
             members.push(all);
         } else {
             // Squared distances from the new centre to every earlier centre.
-            let cc: Vec<f32> = indices[..slot]
-                .par_iter()
-                .with_min_len(256)
-                .map(|&j| sq_dist(row(j), centre))
+            let cc: Vec<f32> = centres
+                .par_chunks(d)
+                .with_min_len(512)
+                .map(|cj| sq_dist(cj, centre))
                 .collect();
             let candidates: Vec<usize> = (0..slot)
                 .filter(|&j| {
                     j as u32 == dirty || (!members[j].is_empty() && cc[j] < MARGIN * cmax[j].0)
                 })
                 .collect();
-            // Each candidate cluster: rows that move to the new centre (with their new
-            // distance), and the cluster's new maximum.
-            let updates: Vec<(usize, Vec<(u32, f32)>, (f32, usize))> = candidates
+            // Work items: candidate clusters, large ones split into pieces of CHUNK rows so
+            // that the first picks (few, huge clusters) still use every thread.
+            let items: Vec<(usize, usize, usize)> = candidates
+                .iter()
+                .flat_map(|&j| {
+                    let len = members[j].len();
+                    (0..len.div_ceil(CHUNK).max(1))
+                        .map(move |p| (j, p * CHUNK, ((p + 1) * CHUNK).min(len)))
+                })
+                .collect();
+            // Each piece: rows that move to the new centre (with their new distance), and the
+            // largest distance among the rows that stay.
+            let results: Vec<(Vec<(u32, f32)>, (f32, usize))> = items
                 .par_iter()
-                .map(|&j| {
+                .map(|&(j, a, b)| {
                     let mut moved = Vec::new();
                     let mut best = (f32::NEG_INFINITY, usize::MAX);
-                    for &i in &members[j] {
+                    let bound = cc[j];
+                    for &i in &members[j][a..b] {
                         let iu = i as usize;
                         let m = min_d[iu];
-                        if cc[j] < MARGIN * m {
+                        if bound < MARGIN * m {
                             let dist = sq_dist(row(iu), centre);
                             if dist < m {
                                 moved.push((i, dist));
@@ -254,28 +268,38 @@ pub fn greedy_k_center_pruned(
                         }
                         best = max_first(best, (m, iu));
                     }
-                    (j, moved, best)
+                    (moved, best)
                 })
                 .collect();
+            let slot32 = slot as u32;
             let mut new_members = Vec::new();
             let mut new_max = (f32::NEG_INFINITY, usize::MAX);
-            for (j, moved, best) in updates {
-                cmax[j] = best;
+            let mut touched: Vec<usize> = Vec::new();
+            for &j in &candidates {
+                cmax[j] = (f32::NEG_INFINITY, usize::MAX);
+            }
+            for (&(j, _, _), (moved, best)) in items.iter().zip(results) {
+                cmax[j] = max_first(cmax[j], best);
                 if moved.is_empty() {
                     continue;
                 }
-                let slot32 = slot as u32;
-                for &(i, dist) in &moved {
+                if touched.last() != Some(&j) {
+                    touched.push(j);
+                }
+                for (i, dist) in moved {
                     min_d[i as usize] = dist;
                     owner[i as usize] = slot32;
                     new_max = max_first(new_max, (dist, i as usize));
                     new_members.push(i);
                 }
+            }
+            for j in touched {
                 members[j].retain(|&i| owner[i as usize] != slot32);
             }
             members.push(new_members);
             cmax.push(new_max);
         }
+        centres.extend_from_slice(centre);
         let best = cmax
             .iter()
             .copied()
