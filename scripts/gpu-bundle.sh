@@ -7,28 +7,34 @@
 #   FEATURES   cargo features of the binary (default "tch"; "cuda" needs network access at
 #              build time, see docs/GPU.md)
 #   BUNDLE     output folder (default .gpu-bundle)
+#   SKIP_BUILD=1 with LIBTORCH_VERSION=X  bundle the binary already built (e.g. against the
+#              GPU machine's own LibTorch version, LIBTORCH_BYPASS_VERSION_CHECK=1; docs/GPU.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FEATURES="${FEATURES:-tch}"
 BUNDLE="${BUNDLE:-.gpu-bundle}"
 SHARED="${PATCHCORE_SHARED_DIR:-$(cd .. && pwd)/shared}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/patchcore-rs/target}"
-if [[ ",$FEATURES," == *",tch,"* ]]; then
-    source <(scripts/install-libtorch.sh --env)
+if [ -z "${SKIP_BUILD:-}" ]; then
+    if [[ ",$FEATURES," == *",tch,"* ]]; then
+        source <(scripts/install-libtorch.sh --env)
+    fi
+    if [[ ",$FEATURES," == *",cuda,"* ]]; then
+        export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
+    fi
+    feats=""
+    for f in ${FEATURES//,/ }; do feats+="patchcore/$f,patchcore-cli/$f,"; done
+    cargo build --release --workspace --features "${feats%,}" --bin patchcore --test conformance
 fi
-if [[ ",$FEATURES," == *",cuda,"* ]]; then
-    export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
-fi
-feats=""
-for f in ${FEATURES//,/ }; do feats+="patchcore/$f,patchcore-cli/$f,"; done
-cargo build --release --workspace --features "${feats%,}" --bin patchcore --test conformance
 
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin" "$BUNDLE/cache" "$BUNDLE/shared/fixtures"
 strip -o "$BUNDLE/bin/patchcore" "$CARGO_TARGET_DIR/release/patchcore"
 echo "$FEATURES" >"$BUNDLE/features"
-if [[ ",$FEATURES," == *",tch,"* ]]; then
-    "$(dirname "$(command -v python)")/python" -c 'import torch; print(torch.__version__)' >"$BUNDLE/libtorch-version"
+if [ -n "${LIBTORCH_VERSION:-}" ]; then
+    echo "$LIBTORCH_VERSION" >"$BUNDLE/libtorch-version"
+elif [[ ",$FEATURES," == *",tch,"* ]]; then
+    python -c 'import torch; print(torch.__version__)' 2>/dev/null >"$BUNDLE/libtorch-version"
 fi
 cache="${PATCHCORE_CACHE_DIR:-$HOME/.cache/patchcore-rs}"
 cp "$cache/efficientnet-lite0-57934424.pth" "$BUNDLE/cache/"

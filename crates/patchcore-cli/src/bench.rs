@@ -286,3 +286,103 @@ pub fn coreset(
     }
     Ok(())
 }
+
+/// Batch-1 latency of the whole predict path (decode excluded: backbone, aggregation, search,
+/// eq. 7, upsampling, blur) with the default experiment fitted on `category`, and the per-image
+/// time at larger batches, on each device.
+pub fn latency(
+    data_root: &std::path::Path,
+    category: &str,
+    devices: &[ComputeDevice],
+    batches: &[usize],
+    min_time: f64,
+) -> Result<()> {
+    let cat = patchcore_data::MvtecCategory::open(data_root, category)?;
+    let images: Vec<image::RgbImage> = cat
+        .test
+        .iter()
+        .take(32)
+        .map(|t| patchcore_data::load_rgb(&t.path))
+        .collect::<Result<_>>()?;
+    println!("## Predict latency, {category}, default experiment (decode excluded)\n");
+    println!("| device | batch | ms / batch | ms / image |");
+    println!("|---|---:|---:|---:|");
+    for &device in devices {
+        let mut cfg = patchcore_pipeline::Config::default_experiment()?;
+        cfg.device = device;
+        let mut model = patchcore_pipeline::PatchCore::from_config(&cfg)?;
+        model.fit(&cat.train, &NoProgress)?;
+        for &b in batches {
+            let batch: Vec<image::RgbImage> = images.iter().cycle().take(b).cloned().collect();
+            let secs = time_it(3, Duration::from_secs_f64(min_time), || {
+                std::hint::black_box(model.predict_images(&batch).expect("predict"));
+            });
+            println!(
+                "| {device} | {b} | {:.1} | {:.1} |",
+                secs * 1e3,
+                secs * 1e3 / b as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How fit time and memory grow with the number of training images: each size is fitted in a
+/// child process (so that its peak RSS is its own) on synthetic 256x256 images.
+pub fn growth(sizes: &[usize]) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("patchcore-growth-{}", std::process::id()));
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    let spec = patchcore_data::synthetic::SyntheticSpec {
+        train: max,
+        test_good: 2,
+        test_per_defect: 2,
+        ..Default::default()
+    };
+    patchcore_data::synthetic::generate(&dir, &spec)?;
+    println!("## Fit cost by training-set size (synthetic 256x256 images, default experiment)\n");
+    println!("| images | feature rows | bank rows | extract (s) | coreset (s) | fit (s) | peak RSS (MiB) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let exe = std::env::current_exe().map_err(|e| patchcore_core::Error::io("current_exe", e))?;
+    for &n in sizes {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--suite", "growth-one", "--rows"])
+            .arg(n.to_string())
+            .arg("--data-root")
+            .arg(dir.join(&spec.category))
+            .output()
+            .map_err(|e| patchcore_core::Error::io(&exe, e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find(|l| l.starts_with('|')) {
+            Some(line) => println!("{line}"),
+            None => println!(
+                "| {n} | failed: {} |",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One row of [`growth`]: fit the first `n` training images of `category_dir`.
+pub fn growth_one(category_dir: &std::path::Path, n: usize) -> Result<()> {
+    let train: Vec<std::path::PathBuf> = patchcore_data::list_images(&category_dir.join("train/good"))?
+        .into_iter()
+        .take(n)
+        .collect();
+    let cfg = patchcore_pipeline::Config::default_experiment()?;
+    let mut model = patchcore_pipeline::PatchCore::from_config(&cfg)?;
+    let t = Instant::now();
+    let s = model.fit(&train, &NoProgress)?;
+    let fit = t.elapsed().as_secs_f64();
+    let rss = patchcore_pipeline::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
+    println!(
+        "| {} | {} | {} | {:.2} | {:.2} | {fit:.2} | {rss:.0} |",
+        train.len(),
+        s.bank_rows_full,
+        s.bank_rows,
+        s.extract_seconds,
+        s.sample_seconds
+    );
+    Ok(())
+}

@@ -66,8 +66,10 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         min_time: f64,
         /// What to run: "components" (backbones, coreset, k-NN), "samplers" (every sampler
-        /// on --rows x --cols clustered features) or "coreset" (plain vs pruned greedy on the
-        /// real training features of --data-root / --category).
+        /// on --rows x --cols clustered features), "coreset" (plain vs pruned greedy on the
+        /// real training features of --data-root / --category), "latency" (the predict path
+        /// per --device and --batch, fitted on --category) or "growth" (fit time and peak
+        /// memory for 10, 50, 200, 1000 synthetic training images).
         #[arg(long, default_value = "components")]
         suite: String,
         /// Data root of the coreset suite (default: ../shared/datasets/mvtec_ad_256).
@@ -239,6 +241,25 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             if suite == "samplers" {
                 return bench::samplers(rows, cols);
             }
+            if suite == "growth" {
+                return bench::growth(&[10, 50, 200, 1000]);
+            }
+            if suite == "growth-one" {
+                let dir = data_root.ok_or_else(|| {
+                    patchcore_core::Error::InvalidArgument("growth-one needs --data-root".into())
+                })?;
+                return bench::growth_one(&dir, rows);
+            }
+            if suite == "latency" {
+                let root = data_root.unwrap_or_else(|| {
+                    patchcore_core::shared_dir().join("datasets/mvtec_ad_256")
+                });
+                let devices: Vec<ComputeDevice> = devices
+                    .iter()
+                    .map(|d| d.parse())
+                    .collect::<patchcore_core::Result<_>>()?;
+                return bench::latency(&root, &category, &devices, &batches, min_time);
+            }
             if suite == "coreset" {
                 let root = data_root
                     .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
@@ -246,7 +267,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             }
             if suite != "components" {
                 return Err(patchcore_core::Error::InvalidArgument(format!(
-                    "unknown --suite `{suite}`; allowed: components, samplers, coreset"
+                    "unknown --suite `{suite}`; allowed: components, samplers, coreset, latency, growth"
                 )));
             }
             let devices: Vec<ComputeDevice> = devices

