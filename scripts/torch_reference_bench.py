@@ -1,6 +1,7 @@
 """PyTorch CPU reference throughput for docs/BENCHMARKS.md: WideResNet50-2 and ResNet18 up to
-layer3 (torchvision's architecture, written out here because torchvision is not installed with
-the PyPI torch wheel), random weights, 224x224, batch 1 and 8, eval mode, no grad.
+layer3 (torchvision's architecture, written out here so that torchvision is optional) and, when
+timm is installed, EfficientNet-Lite0 (`tf_efficientnet_lite0`) up to blocks.4 (stride 16);
+random weights, 224x224, batch 1 and 8, eval mode, no grad.
 
     OMP_WAIT_POLICY=PASSIVE python scripts/torch_reference_bench.py
 
@@ -90,7 +91,8 @@ def bench(name, net, batch, min_time=2.0):
             times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
-    print(f"| {name} | layer2+layer3 | pytorch {torch.__version__} | {batch} | {med * 1e3:.1f} | {batch / med:.2f} |")
+    taps = "blocks.2+blocks.4" if name.startswith("efficientnet") else "layer2+layer3"
+    print(f"| {name} | {taps} | pytorch {torch.__version__} | {batch} | {med * 1e3:.1f} | {batch / med:.2f} |")
 
 
 if __name__ == "__main__":
@@ -104,3 +106,16 @@ if __name__ == "__main__":
     for name, net in nets.items():
         for b in (1, 8):
             bench(name, net, b)
+    try:
+        import timm
+
+        lite0 = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 3)).eval()
+
+        def lite0_taps(x):
+            # timm's feature stages 2 and 3 end at blocks.2 (stride 8) and blocks.4 (stride 16).
+            return lite0(x)
+
+        for b in (1, 8):
+            bench("efficientnet_lite0", lite0_taps, b)
+    except ImportError:
+        print("timm not installed: EfficientNet-Lite0 reference skipped")

@@ -340,7 +340,9 @@ pub fn growth(sizes: &[usize]) -> Result<()> {
     };
     patchcore_data::synthetic::generate(&dir, &spec)?;
     println!("## Fit cost by training-set size (synthetic 256x256 images, default experiment)\n");
-    println!("| images | feature rows | bank rows | extract (s) | coreset (s) | fit (s) | peak RSS (MiB) |");
+    println!(
+        "| images | feature rows | bank rows | extract (s) | coreset (s) | fit (s) | peak RSS (MiB) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe().map_err(|e| patchcore_core::Error::io("current_exe", e))?;
     for &n in sizes {
@@ -356,7 +358,10 @@ pub fn growth(sizes: &[usize]) -> Result<()> {
             Some(line) => println!("{line}"),
             None => println!(
                 "| {n} | failed: {} |",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ),
         }
     }
@@ -366,10 +371,11 @@ pub fn growth(sizes: &[usize]) -> Result<()> {
 
 /// One row of [`growth`]: fit the first `n` training images of `category_dir`.
 pub fn growth_one(category_dir: &std::path::Path, n: usize) -> Result<()> {
-    let train: Vec<std::path::PathBuf> = patchcore_data::list_images(&category_dir.join("train/good"))?
-        .into_iter()
-        .take(n)
-        .collect();
+    let train: Vec<std::path::PathBuf> =
+        patchcore_data::list_images(&category_dir.join("train/good"))?
+            .into_iter()
+            .take(n)
+            .collect();
     let cfg = patchcore_pipeline::Config::default_experiment()?;
     let mut model = patchcore_pipeline::PatchCore::from_config(&cfg)?;
     let t = Instant::now();

@@ -251,9 +251,8 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
                 return bench::growth_one(&dir, rows);
             }
             if suite == "latency" {
-                let root = data_root.unwrap_or_else(|| {
-                    patchcore_core::shared_dir().join("datasets/mvtec_ad_256")
-                });
+                let root = data_root
+                    .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
                 let devices: Vec<ComputeDevice> = devices
                     .iter()
                     .map(|d| d.parse())

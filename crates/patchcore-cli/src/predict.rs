@@ -146,6 +146,11 @@ pub fn predict(
         });
     }
     let paths = collect_images(inputs)?;
+    let mut stems: std::collections::HashMap<&std::ffi::OsStr, usize> =
+        std::collections::HashMap::new();
+    for p in &paths {
+        *stems.entry(p.file_stem().unwrap_or_default()).or_default() += 1;
+    }
     let bar = Bar::new(quiet);
     bar.start(paths.len() as u64, "scoring");
     let geometry: Geometry = model.geometry;
@@ -213,7 +218,7 @@ pub fn predict(
                 });
                 let input = geometry.apply_rgb(img);
                 let png = heatmap_overlay(&input, &pred.anomaly_map, range);
-                let name = map_name(p, &paths);
+                let name = map_name(p, stems[p.file_stem().unwrap_or_default()] == 1);
                 let target = dir.join(&name);
                 let mut bytes = Vec::new();
                 png.write_to(
@@ -240,17 +245,14 @@ pub fn predict(
     Ok(failures)
 }
 
-/// A unique PNG name for an input: its path with separators flattened, so that images of the
-/// same name in different folders do not collide.
-fn map_name(p: &Path, all: &[PathBuf]) -> String {
-    let stem = p.file_stem().unwrap_or_default().to_string_lossy();
-    let unique = all
-        .iter()
-        .filter(|q| q.file_stem() == p.file_stem())
-        .count()
-        == 1;
-    if unique {
-        format!("{stem}.png")
+/// A unique PNG name for an input: its stem when no other input shares it, else its path with
+/// separators flattened, so that images of one name in different folders do not collide.
+fn map_name(p: &Path, unique_stem: bool) -> String {
+    if unique_stem {
+        format!(
+            "{}.png",
+            p.file_stem().unwrap_or_default().to_string_lossy()
+        )
     } else {
         let flat: String = p
             .with_extension("")

@@ -24,5 +24,5 @@ pub use evaluate::{
     Report, Spread, combine_members, evaluate, fit_model, full_resolution_map, open_categories,
 };
 pub use html::heatmap_overlay;
-pub use report::peak_rss_bytes;
 pub use model::{FitStats, LoadOptions, PatchCore, Prediction, StageTimes, WeightsInfo};
+pub use report::peak_rss_bytes;
