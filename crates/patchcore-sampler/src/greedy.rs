@@ -153,6 +153,60 @@ pub fn greedy_k_center(
     ))
 }
 
+/// One pruned pass over every row in index order (parallel chunks): rows whose cluster centre
+/// is far enough from the new centre `slot` are skipped, the others measured and moved when
+/// closer. Centre rows (`-inf`) are left alone.
+fn flat_update(
+    data: &[f32],
+    d: usize,
+    centre: &[f32],
+    cc: &[f32],
+    slot: usize,
+    min_d: &mut [f32],
+    owner: &mut [u32],
+) {
+    const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
+    min_d
+        .par_chunks_mut(CHUNK)
+        .zip(owner.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(ci, (md, ow))| {
+            for (j, (m, o)) in md.iter_mut().zip(ow.iter_mut()).enumerate() {
+                if *o == u32::MAX {
+                    continue;
+                }
+                if cc[*o as usize] < MARGIN * *m {
+                    let i = ci * CHUNK + j;
+                    let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+                    if dist < *m {
+                        *m = dist;
+                        *o = slot as u32;
+                    }
+                }
+            }
+        });
+}
+
+/// Member lists and per-cluster maxima of `clusters` clusters, from the rows' owners.
+fn rebuild_clusters(
+    owner: &[u32],
+    min_d: &[f32],
+    clusters: usize,
+    members: &mut Vec<Vec<u32>>,
+    cmax: &mut Vec<(f32, usize)>,
+) {
+    members.iter_mut().for_each(Vec::clear);
+    members.resize_with(clusters, Vec::new);
+    cmax.clear();
+    cmax.resize(clusters, (f32::NEG_INFINITY, usize::MAX));
+    for (i, &o) in owner.iter().enumerate() {
+        if o != u32::MAX {
+            members[o as usize].push(i as u32);
+            cmax[o as usize] = max_first(cmax[o as usize], (min_d[i], i));
+        }
+    }
+}
+
 /// Greedy k-center with triangle-inequality pruning: the same selection as
 /// [`greedy_k_center`] (same start, same tie rule, same distances), with far fewer distance
 /// evaluations.
@@ -204,6 +258,7 @@ pub fn greedy_k_center_pruned(
         // The new centre leaves its cluster and is never picked again.
         min_d[current] = f32::NEG_INFINITY;
         let dirty = owner[current];
+        owner[current] = u32::MAX;
         if dirty != u32::MAX {
             let o = dirty as usize;
             members[o].retain(|&i| i as usize != current);
@@ -238,66 +293,74 @@ pub fn greedy_k_center_pruned(
                     j as u32 == dirty || (!members[j].is_empty() && cc[j] < MARGIN * cmax[j].0)
                 })
                 .collect();
-            // Work items: candidate clusters, large ones split into pieces of CHUNK rows so
-            // that the first picks (few, huge clusters) still use every thread.
-            let items: Vec<(usize, usize, usize)> = candidates
-                .iter()
-                .flat_map(|&j| {
-                    let len = members[j].len();
-                    (0..len.div_ceil(CHUNK).max(1))
-                        .map(move |p| (j, p * CHUNK, ((p + 1) * CHUNK).min(len)))
-                })
-                .collect();
-            // Each piece: rows that move to the new centre (with their new distance), and the
-            // largest distance among the rows that stay.
-            let results: Vec<(Vec<(u32, f32)>, (f32, usize))> = items
-                .par_iter()
-                .map(|&(j, a, b)| {
-                    let mut moved = Vec::new();
-                    let mut best = (f32::NEG_INFINITY, usize::MAX);
-                    let bound = cc[j];
-                    for &i in &members[j][a..b] {
-                        let iu = i as usize;
-                        let m = min_d[iu];
-                        if bound < MARGIN * m {
-                            let dist = sq_dist(row(iu), centre);
-                            if dist < m {
-                                moved.push((i, dist));
-                                continue;
+            let candidate_rows: usize = candidates.iter().map(|&j| members[j].len()).sum();
+            if candidate_rows * 4 > n - slot {
+                // Most rows are candidates (weakly clustered data, early picks): one sequential
+                // pass over all rows beats walking the member lists; the lists are rebuilt.
+                flat_update(data, d, centre, &cc, slot, &mut min_d, &mut owner);
+                rebuild_clusters(&owner, &min_d, slot + 1, &mut members, &mut cmax);
+            } else {
+                // Work items: candidate clusters, large ones split into pieces of CHUNK rows so
+                // that the first picks (few, huge clusters) still use every thread.
+                let items: Vec<(usize, usize, usize)> = candidates
+                    .iter()
+                    .flat_map(|&j| {
+                        let len = members[j].len();
+                        (0..len.div_ceil(CHUNK).max(1))
+                            .map(move |p| (j, p * CHUNK, ((p + 1) * CHUNK).min(len)))
+                    })
+                    .collect();
+                // Each piece: rows that move to the new centre (with their new distance), and the
+                // largest distance among the rows that stay.
+                let results: Vec<(Vec<(u32, f32)>, (f32, usize))> = items
+                    .par_iter()
+                    .map(|&(j, a, b)| {
+                        let mut moved = Vec::new();
+                        let mut best = (f32::NEG_INFINITY, usize::MAX);
+                        let bound = cc[j];
+                        for &i in &members[j][a..b] {
+                            let iu = i as usize;
+                            let m = min_d[iu];
+                            if bound < MARGIN * m {
+                                let dist = sq_dist(row(iu), centre);
+                                if dist < m {
+                                    moved.push((i, dist));
+                                    continue;
+                                }
                             }
+                            best = max_first(best, (m, iu));
                         }
-                        best = max_first(best, (m, iu));
+                        (moved, best)
+                    })
+                    .collect();
+                let slot32 = slot as u32;
+                let mut new_members = Vec::new();
+                let mut new_max = (f32::NEG_INFINITY, usize::MAX);
+                let mut touched: Vec<usize> = Vec::new();
+                for &j in &candidates {
+                    cmax[j] = (f32::NEG_INFINITY, usize::MAX);
+                }
+                for (&(j, _, _), (moved, best)) in items.iter().zip(results) {
+                    cmax[j] = max_first(cmax[j], best);
+                    if moved.is_empty() {
+                        continue;
                     }
-                    (moved, best)
-                })
-                .collect();
-            let slot32 = slot as u32;
-            let mut new_members = Vec::new();
-            let mut new_max = (f32::NEG_INFINITY, usize::MAX);
-            let mut touched: Vec<usize> = Vec::new();
-            for &j in &candidates {
-                cmax[j] = (f32::NEG_INFINITY, usize::MAX);
-            }
-            for (&(j, _, _), (moved, best)) in items.iter().zip(results) {
-                cmax[j] = max_first(cmax[j], best);
-                if moved.is_empty() {
-                    continue;
+                    if touched.last() != Some(&j) {
+                        touched.push(j);
+                    }
+                    for (i, dist) in moved {
+                        min_d[i as usize] = dist;
+                        owner[i as usize] = slot32;
+                        new_max = max_first(new_max, (dist, i as usize));
+                        new_members.push(i);
+                    }
                 }
-                if touched.last() != Some(&j) {
-                    touched.push(j);
+                for j in touched {
+                    members[j].retain(|&i| owner[i as usize] != slot32);
                 }
-                for (i, dist) in moved {
-                    min_d[i as usize] = dist;
-                    owner[i as usize] = slot32;
-                    new_max = max_first(new_max, (dist, i as usize));
-                    new_members.push(i);
-                }
+                members.push(new_members);
+                cmax.push(new_max);
             }
-            for j in touched {
-                members[j].retain(|&i| owner[i as usize] != slot32);
-            }
-            members.push(new_members);
-            cmax.push(new_max);
         }
         centres.extend_from_slice(centre);
         let best = cmax
