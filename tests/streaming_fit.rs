@@ -67,3 +67,11 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
         .to_string();
     assert!(e.contains("fit.max_feature_memory_mb"), "{e}");
 }
+
+#[test]
+fn the_bound_can_be_set_from_the_environment() {
+    // nextest runs every test in its own process, so the variable stays local to this test.
+    unsafe { std::env::set_var("PATCHCORE_FIT__MAX_FEATURE_MEMORY_MB", "123") };
+    let cfg = Config::default_experiment().unwrap();
+    assert_eq!(cfg.fit.max_feature_memory_mb, 123);
+}

@@ -609,8 +609,9 @@ impl Default for ScorerConfig {
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 10] = [
+pub const TOP_LEVEL_KEYS: [&str; 11] = [
     "protocol",
+    "fit",
     "ensemble",
     "seed",
     "device",
