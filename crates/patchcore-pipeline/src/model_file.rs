@@ -1,5 +1,7 @@
 //! The fitted-model file (`.patchcore`): a safetensors file holding the memory bank, with a
-//! JSON header in the safetensors metadata that says everything else needed to score.
+//! JSON header in the safetensors metadata that says everything else needed to score. The
+//! bytes are read and written by the framework-free `patchcore-model-format` crate; this module
+//! gives the header its type.
 //!
 //! Layout (docs/MODEL_FILE.md):
 //! * tensor `memory_bank`: float32 `[rows, dim]`, the selected patch features.
@@ -11,27 +13,18 @@
 //! Nothing executable is stored (no pickle); the backbone weights are referenced by SHA-256,
 //! not copied, so a model is small (the bottle model at 1 % is about 1 MB).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use patchcore_model_format::{self as format, FormatError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
-/// The `format` value of every model header.
-pub const MODEL_FORMAT: &str = "patchcore-rs model";
-/// The newest format version this build reads and the one it writes.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
-/// Safetensors metadata key of the JSON header.
-pub const HEADER_KEY: &str = "patchcore.header";
-/// Safetensors metadata key of the checksum.
-pub const CHECKSUM_KEY: &str = "patchcore.sha256";
-/// Tensor name of the memory bank.
-pub const BANK_TENSOR: &str = "memory_bank";
+pub use patchcore_model_format::{
+    BANK_TENSOR, CHECKSUM_KEY, HEADER_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
+};
 
 /// Where a model's decision threshold came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,41 +95,14 @@ fn model_err(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-fn checksum(header_json: &[u8], bank_bytes: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(header_json);
-    h.update(bank_bytes);
-    format!("{:x}", h.finalize())
-}
-
 /// Serialises a header and bank to the file format's bytes.
 pub fn to_bytes(header: &ModelHeader, bank: &Array2<f32>) -> Result<Vec<u8>> {
-    let (rows, dim) = bank.dim();
-    if (rows, dim) != (header.bank_rows, header.feature_dim) {
-        return Err(Error::Shape(format!(
-            "bank is {rows}x{dim} but the header says {}x{}",
-            header.bank_rows, header.feature_dim
-        )));
-    }
-    if bank.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite(
-            "the memory bank holds NaN or infinite values; refusing to save it".into(),
-        ));
-    }
-    let json = serde_json::to_vec(header).map_err(|e| Error::External(e.to_string()))?;
-    let bytes: Vec<u8> = bank.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let sum = checksum(&json, &bytes);
-    let view = TensorView::new(Dtype::F32, vec![rows, dim], &bytes)
-        .map_err(|e| Error::External(format!("safetensors: {e}")))?;
-    let meta = HashMap::from([
-        (
-            HEADER_KEY.to_string(),
-            String::from_utf8(json).expect("JSON is UTF-8"),
-        ),
-        (CHECKSUM_KEY.to_string(), sum),
-    ]);
-    safetensors::serialize([(BANK_TENSOR, view)], Some(meta))
-        .map_err(|e| Error::External(format!("safetensors: {e}")))
+    let json = serde_json::to_string(header).map_err(|e| Error::External(e.to_string()))?;
+    format::encode(&json, bank).map_err(|e| match e {
+        FormatError::NonFinite(m) => Error::NonFinite(m),
+        FormatError::Shape(m) => Error::Shape(m),
+        FormatError::Invalid(m) => Error::External(m),
+    })
 }
 
 /// Writes a model file atomically (temporary file, then rename).
@@ -146,95 +112,9 @@ pub fn write(path: &Path, header: &ModelHeader, bank: &Array2<f32>) -> Result<()
 
 /// Parses and verifies a model file's bytes; `path` only names the file in errors.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(ModelHeader, Array2<f32>)> {
-    if bytes.is_empty() {
-        return Err(model_err(path, "empty file (0 bytes)"));
-    }
-    let st = SafeTensors::deserialize(bytes).map_err(|e| {
-        model_err(
-            path,
-            format!("not a patchcore model (unreadable safetensors: {e}); truncated or corrupt?"),
-        )
-    })?;
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| model_err(path, format!("unreadable safetensors header: {e}")))?;
-    let meta = meta.metadata().as_ref().ok_or_else(|| {
-        model_err(
-            path,
-            "a safetensors file, but not a patchcore model (no metadata)",
-        )
-    })?;
-    let json = meta.get(HEADER_KEY).ok_or_else(|| {
-        model_err(
-            path,
-            format!("a safetensors file, but not a patchcore model (no `{HEADER_KEY}` metadata)"),
-        )
-    })?;
-    // Read format and version first, so that a newer file gets the right message even if its
-    // header has fields this build does not know.
-    let probe: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| model_err(path, format!("model header is not valid JSON: {e}")))?;
-    if probe.get("format").and_then(|v| v.as_str()) != Some(MODEL_FORMAT) {
-        return Err(model_err(
-            path,
-            format!("header `format` is not \"{MODEL_FORMAT}\""),
-        ));
-    }
-    let version = probe
-        .get("format_version")
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| model_err(path, "header has no numeric `format_version`"))?;
-    if version > MODEL_FORMAT_VERSION as u64 {
-        return Err(model_err(
-            path,
-            format!(
-                "format version {version} is newer than this build reads ({MODEL_FORMAT_VERSION}); \
-                 upgrade patchcore-rs or refit the model"
-            ),
-        ));
-    }
-    let stored_sum = meta
-        .get(CHECKSUM_KEY)
-        .ok_or_else(|| model_err(path, format!("no `{CHECKSUM_KEY}` checksum")))?;
-    let bank = st
-        .tensor(BANK_TENSOR)
-        .map_err(|_| model_err(path, format!("no `{BANK_TENSOR}` tensor")))?;
-    if checksum(json.as_bytes(), bank.data()) != *stored_sum {
-        return Err(model_err(
-            path,
-            "checksum mismatch: the file was modified or corrupted after it was written; refit \
-             or restore it",
-        ));
-    }
-    let header: ModelHeader = serde_json::from_str(json)
+    let (json, bank) = format::decode(bytes).map_err(|e| model_err(path, e.to_string()))?;
+    let header: ModelHeader = serde_json::from_str(&json)
         .map_err(|e| model_err(path, format!("model header does not parse: {e}")))?;
-    let shape = bank.shape().to_vec();
-    if bank.dtype() != Dtype::F32 || shape != [header.bank_rows, header.feature_dim] {
-        return Err(model_err(
-            path,
-            format!(
-                "`{BANK_TENSOR}` is {:?} {shape:?}, the header says F32 [{}, {}]",
-                bank.dtype(),
-                header.bank_rows,
-                header.feature_dim
-            ),
-        ));
-    }
-    if header.bank_rows == 0 || header.feature_dim == 0 {
-        return Err(model_err(path, "the memory bank is empty"));
-    }
-    let values: Vec<f32> = bank
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(model_err(
-            path,
-            "the memory bank holds NaN or infinite values",
-        ));
-    }
-    let bank = Array2::from_shape_vec((header.bank_rows, header.feature_dim), values)
-        .map_err(|e| model_err(path, e.to_string()))?;
     Ok((header, bank))
 }
 

@@ -20,6 +20,7 @@ pub use patchcore_backbone as backbone;
 pub use patchcore_core as core;
 pub use patchcore_data as data;
 pub use patchcore_metrics as metrics;
+pub use patchcore_model_format as model_format;
 pub use patchcore_nn as nn;
 pub use patchcore_pipeline as pipeline;
 pub use patchcore_pipeline::{Config, PatchCore};
