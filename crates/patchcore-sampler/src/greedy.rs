@@ -77,6 +77,10 @@ fn greedy_loop(
 
 const CHUNK: usize = 4096;
 
+/// The pruning test's factor: a row is skipped when `||a(i) - c||^2 >= MARGIN * r(i)^2`, i.e.
+/// `||a(i) - c|| >= 2 r(i)` with a relative margin of 1e-4 against float rounding.
+const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
+
 /// Folds `(value, index)` pairs to the maximum, the lowest index on ties.
 fn max_first(a: (f32, usize), b: (f32, usize)) -> (f32, usize) {
     if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
@@ -165,7 +169,6 @@ fn flat_update(
     min_d: &mut [f32],
     owner: &mut [u32],
 ) {
-    const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
     min_d
         .par_chunks_mut(CHUNK)
         .zip(owner.par_chunks_mut(CHUNK))
@@ -226,7 +229,6 @@ pub fn greedy_k_center_pruned(
     start: usize,
     progress: &dyn Progress,
 ) -> Result<GreedyRun> {
-    const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
     let points = standard_points(points, start)?;
     let (n, d) = points.dim();
     let k = k.clamp(1, n);
