@@ -48,7 +48,7 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
         .unwrap()
         .features;
     let radius = |m: &PatchCore| {
-        let idx = ExactIndex::new(m.bank().unwrap().clone()).unwrap();
+        let idx = ExactIndex::new(m.bank().unwrap()).unwrap();
         let nn = idx.search(feats.view(), 1).unwrap();
         nn.distances.iter().copied().fold(0.0f32, f32::max)
     };

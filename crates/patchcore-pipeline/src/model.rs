@@ -126,7 +126,6 @@ pub struct PatchCore {
     /// What the bank was fitted on: (data set name, training images, rows before selection).
     pub fitted_on: Option<(String, usize, usize)>,
     config: Config,
-    bank: Option<Array2<f32>>,
     index: Option<Box<dyn NearestNeighborIndex>>,
 }
 
@@ -214,7 +213,6 @@ impl PatchCore {
             score_range: None,
             fitted_on: None,
             config: cfg.clone(),
-            bank: None,
             index: None,
         })
     }
@@ -224,9 +222,16 @@ impl PatchCore {
         &self.config
     }
 
-    /// The memory bank, once fitted or loaded.
-    pub fn bank(&self) -> Option<&Array2<f32>> {
-        self.bank.as_ref()
+    /// A copy of the memory bank, once fitted or loaded, read back from the index (every
+    /// index keeps the bank's rows in their original order).
+    pub fn bank(&self) -> Option<Array2<f32>> {
+        let index = self.index.as_deref()?;
+        let (n, d) = (index.len(), index.dim());
+        let mut bank = Array2::zeros((n, d));
+        for (i, mut row) in bank.rows_mut().into_iter().enumerate() {
+            row.assign(&index.row(i));
+        }
+        Some(bank)
     }
 
     /// Whether an image score is anomalous under the model's threshold (`None` without one).
@@ -236,13 +241,11 @@ impl PatchCore {
 
     /// The header a model file of this fitted model carries.
     pub fn header(&self) -> Result<crate::model_file::ModelHeader> {
-        let bank = self.bank.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("the model is not fitted: call fit first".into())
-        })?;
+        let index = self.index()?;
         let (dataset, num_train, rows_full) =
             self.fitted_on
                 .clone()
-                .unwrap_or(("unknown".into(), 0, bank.nrows()));
+                .unwrap_or(("unknown".into(), 0, index.len()));
         // The weights path as resolved at fit time: the config's folder is not stored.
         let mut config = self.config.clone();
         if let Some(b) = config.backbone.as_mut() {
@@ -265,8 +268,8 @@ impl PatchCore {
                 pretrained: self.weights.pretrained,
             },
             geometry: self.geometry,
-            bank_rows: bank.nrows(),
-            feature_dim: bank.ncols(),
+            bank_rows: index.len(),
+            feature_dim: index.dim(),
             bank_rows_full: rows_full,
             num_train,
             dataset,
@@ -278,11 +281,8 @@ impl PatchCore {
     /// Writes the fitted model to `path` (atomically; format in [`crate::model_file`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let header = self.header()?;
-        crate::model_file::write(
-            path,
-            &header,
-            self.bank.as_ref().expect("checked by header"),
-        )
+        let bank = self.bank().expect("checked by header");
+        crate::model_file::write(path, &header, &bank)
     }
 
     /// Loads a model file: rebuilds the components from its config (fetching the weights as
@@ -376,30 +376,43 @@ impl PatchCore {
         paths: &[PathBuf],
         progress: &dyn Progress,
     ) -> Result<PatchFeatures> {
-        let mut out: Option<(Array2<f32>, usize, usize)> = None;
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument("no images given".into()));
+        }
         progress.start(paths.len() as u64, "feature extraction");
-        let mut row = 0;
+        let head = &paths[..self.batch_size.min(paths.len())];
+        let first = self.extract_images(&self.decode(head)?)?;
+        progress.advance(head.len() as u64);
+        let mut all = Array2::zeros((paths.len() * first.patches_per_image(), first.dim()));
+        all.slice_mut(s![..first.features.nrows(), ..])
+            .assign(&first.features);
+        self.extract_into(
+            &paths[head.len()..],
+            &mut all,
+            first.features.nrows(),
+            progress,
+        )?;
+        progress.finish();
+        PatchFeatures::new(all, paths.len(), first.grid_h, first.grid_w)
+    }
+
+    /// Extracts `paths` batch by batch into rows `row..` of `out`; returns the row after the
+    /// last one written.
+    fn extract_into(
+        &self,
+        paths: &[PathBuf],
+        out: &mut Array2<f32>,
+        mut row: usize,
+        progress: &dyn Progress,
+    ) -> Result<usize> {
         for chunk in paths.chunks(self.batch_size) {
-            let images: Vec<image::RgbImage> = chunk
-                .par_iter()
-                .map(|p| load_rgb_with(p, &self.limits))
-                .collect::<Result<_>>()?;
-            let pf = self.extract_images(&images)?;
-            let (all, _, _) = out.get_or_insert_with(|| {
-                (
-                    Array2::zeros((paths.len() * pf.patches_per_image(), pf.dim())),
-                    pf.grid_h,
-                    pf.grid_w,
-                )
-            });
-            all.slice_mut(s![row..row + pf.features.nrows(), ..])
+            let pf = self.extract_images(&self.decode(chunk)?)?;
+            out.slice_mut(s![row..row + pf.features.nrows(), ..])
                 .assign(&pf.features);
             row += pf.features.nrows();
             progress.advance(chunk.len() as u64);
         }
-        progress.finish();
-        let (all, h, w) = out.ok_or_else(|| Error::InvalidArgument("no images given".into()))?;
-        PatchFeatures::new(all, paths.len(), h, w)
+        Ok(row)
     }
 
     /// Fits the memory bank on defect-free images. When the training features would exceed
@@ -436,15 +449,13 @@ impl PatchCore {
             let mut all = Array2::<f32>::zeros((total_rows, dim));
             all.slice_mut(s![..first.features.nrows(), ..])
                 .assign(&first.features);
-            let mut row = first.features.nrows();
+            self.extract_into(
+                &train[head.len()..],
+                &mut all,
+                first.features.nrows(),
+                progress,
+            )?;
             drop(first);
-            for chunk in train[head.len()..].chunks(self.batch_size) {
-                let pf = self.extract_images(&self.decode(chunk)?)?;
-                all.slice_mut(s![row..row + pf.features.nrows(), ..])
-                    .assign(&pf.features);
-                row += pf.features.nrows();
-                progress.advance(chunk.len() as u64);
-            }
             progress.finish();
             extract_seconds += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
@@ -467,30 +478,22 @@ impl PatchCore {
                 ));
             }
             let mut union: Vec<Array2<f32>> = Vec::new();
-            let mut pending = Some(first);
-            let mut start = head.len();
             let mut chunks = 0;
-            let mut chunk_start = 0;
-            while chunk_start < n {
-                let chunk_end = (chunk_start + chunk_images).min(n);
-                let rows = (chunk_end - chunk_start) * ppi;
+            for start in (0..n).step_by(chunk_images) {
+                let end = (start + chunk_images).min(n);
+                let rows = (end - start) * ppi;
                 let mut feats = Array2::<f32>::zeros((rows, dim));
-                let mut row = 0;
-                if let Some(f) = pending.take() {
+                // The first chunk begins with the batch already extracted.
+                let (from, row) = if start == 0 {
                     feats
-                        .slice_mut(s![..f.features.nrows(), ..])
-                        .assign(&f.features);
-                    row = f.features.nrows();
-                }
+                        .slice_mut(s![..first.features.nrows(), ..])
+                        .assign(&first.features);
+                    (head.len(), first.features.nrows())
+                } else {
+                    (start, 0)
+                };
                 let te = Instant::now();
-                for chunk in train[start..chunk_end].chunks(self.batch_size) {
-                    let pf = self.extract_images(&self.decode(chunk)?)?;
-                    feats
-                        .slice_mut(s![row..row + pf.features.nrows(), ..])
-                        .assign(&pf.features);
-                    row += pf.features.nrows();
-                    progress.advance(chunk.len() as u64);
-                }
+                self.extract_into(&train[from..end], &mut feats, row, progress)?;
                 extract_seconds += te.elapsed().as_secs_f64();
                 let keep = ((2 * target * rows).div_ceil(total_rows)).clamp(1, rows);
                 let ts = Instant::now();
@@ -499,8 +502,6 @@ impl PatchCore {
                 sample_seconds += ts.elapsed().as_secs_f64();
                 union.push(feats.select(ndarray::Axis(0), &sel));
                 chunks += 1;
-                start = chunk_end;
-                chunk_start = chunk_end;
             }
             progress.finish();
             let views: Vec<_> = union.iter().map(|a| a.view()).collect();
@@ -543,7 +544,6 @@ impl PatchCore {
 
     /// Installs a memory bank (e.g. one fitted elsewhere).
     pub fn set_bank(&mut self, bank: Array2<f32>) -> Result<()> {
-        self.bank = Some(bank.clone());
         let index: Box<dyn NearestNeighborIndex> = match self.nn.kind {
             NnKind::Exact => Box::new(ExactIndex::new(bank)?),
             NnKind::Ivf => Box::new(IvfIndex::new(
