@@ -164,10 +164,13 @@ pub fn predict(
             .par_iter()
             .map(|p| (p.clone(), load_rgb_with(p, &model.limits)))
             .collect();
-        let mut good = Vec::new();
+        let (mut good, mut images) = (Vec::new(), Vec::new());
         for (p, r) in decoded {
             match r {
-                Ok(img) => good.push((p, img)),
+                Ok(img) => {
+                    good.push(p);
+                    images.push(img);
+                }
                 Err(e) => {
                     failures += 1;
                     bar.suspend(&|| eprintln!("error: {e}"));
@@ -182,9 +185,8 @@ pub fn predict(
             bar.advance(chunk.len() as u64);
             continue;
         }
-        let images: Vec<image::RgbImage> = good.iter().map(|(_, i)| i.clone()).collect();
         let preds = model.predict_images(&images)?;
-        for ((p, img), pred) in good.iter().zip(preds) {
+        for ((p, img), pred) in good.iter().zip(&images).zip(preds) {
             let verdict = match model.verdict(pred.score) {
                 Some(true) => "anomalous",
                 Some(false) => "normal",
