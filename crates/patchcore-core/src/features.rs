@@ -51,6 +51,36 @@ impl PatchFeatures {
         self.features.slice(ndarray::s![b * n..(b + 1) * n, ..])
     }
 
+    /// Stacks the images of several batches, in order; all must share grid and width.
+    pub fn concat(parts: &[PatchFeatures]) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no patch features to concatenate".into()))?;
+        if let Some(p) = parts
+            .iter()
+            .find(|p| (p.grid_h, p.grid_w, p.dim()) != (first.grid_h, first.grid_w, first.dim()))
+        {
+            return Err(Error::Shape(format!(
+                "cannot stack patch features of {}x{} cells x {} with {}x{} cells x {}",
+                first.grid_h,
+                first.grid_w,
+                first.dim(),
+                p.grid_h,
+                p.grid_w,
+                p.dim()
+            )));
+        }
+        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.features.view()).collect();
+        let features = ndarray::concatenate(ndarray::Axis(0), &views)
+            .map_err(|e| Error::Shape(e.to_string()))?;
+        Self::new(
+            features,
+            parts.iter().map(|p| p.batch).sum(),
+            first.grid_h,
+            first.grid_w,
+        )
+    }
+
     /// Fails if any value is NaN or infinite.
     pub fn check_finite(&self, what: &str) -> Result<()> {
         if let Some(pos) = self.features.iter().position(|v| !v.is_finite()) {
@@ -60,5 +90,23 @@ impl PatchFeatures {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concat_keeps_image_order_and_refuses_other_grids() {
+        let a = PatchFeatures::new(Array2::from_elem((4, 3), 1.0), 1, 2, 2).unwrap();
+        let b = PatchFeatures::new(Array2::from_elem((8, 3), 2.0), 2, 2, 2).unwrap();
+        let ab = PatchFeatures::concat(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!((ab.batch, ab.features.nrows()), (3, 12));
+        assert!(ab.image(0).iter().all(|&v| v == 1.0));
+        assert!(ab.image(2).iter().all(|&v| v == 2.0));
+        let c = PatchFeatures::new(Array2::zeros((9, 3)), 1, 3, 3).unwrap();
+        assert!(PatchFeatures::concat(&[a, c]).is_err());
+        assert!(PatchFeatures::concat(&[]).is_err());
     }
 }

@@ -56,9 +56,15 @@ pub struct DataConfig {
     /// ... then centre-cropped to `crop x crop`. Masks follow (nearest).
     #[serde(default = "d_crop")]
     pub crop: u32,
-    /// Images per backbone forward pass.
+    /// Images decoded and scored together (one step of the progress bar).
     #[serde(default = "d_batch")]
     pub batch_size: usize,
+    /// Images per backbone forward call. A batch of `batch_size` images is cut into calls of
+    /// this many images that run in parallel on the thread pool; 0 (default) picks per device:
+    /// 1 on the CPU backends (flex, ndarray), whose batch-1 forwards run in parallel keep both
+    /// cores busier than one batched forward, and the whole batch on LibTorch and CUDA.
+    #[serde(default)]
+    pub forward_batch_size: usize,
     /// Where the images come from: "mvtec" (default; `--data-root` and `--category`),
     /// "folder" (the `[data.folder]` table) or "manifest" (the `[data.manifest]` table).
     #[serde(default)]
@@ -222,12 +228,26 @@ fn d_max_pixels() -> u64 {
 fn d_min_side() -> u32 {
     patchcore_data::ImageLimits::default().min_side
 }
+impl DataConfig {
+    /// Images per backbone forward call on `device` (resolves `forward_batch_size = 0`),
+    /// never more than `batch_size`.
+    pub fn forward_batch_for(&self, device: ComputeDevice) -> usize {
+        let n = match (self.forward_batch_size, device) {
+            (0, ComputeDevice::Flex | ComputeDevice::Ndarray) => 1,
+            (0, _) => self.batch_size,
+            (n, _) => n,
+        };
+        n.clamp(1, self.batch_size.max(1))
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
             resize: d_resize(),
             crop: d_crop(),
             batch_size: d_batch(),
+            forward_batch_size: 0,
             source: DataSource::Mvtec,
             train_limit: 0,
             metrics_resolution: MetricsResolution::Crop,
@@ -792,6 +812,15 @@ impl Config {
         }
         if self.data.batch_size == 0 {
             return Err(Error::config("data.batch_size", "must be at least 1"));
+        }
+        if self.data.forward_batch_size > self.data.batch_size {
+            return Err(Error::config(
+                "data.forward_batch_size",
+                &format!(
+                    "must be at most data.batch_size ({}): a batch is cut into forward calls of this size; 0 picks per device",
+                    self.data.batch_size
+                ),
+            ));
         }
         match (&self.backbone, self.ensemble.is_empty()) {
             (Some(b), true) => b.validate("backbone")?,

@@ -114,6 +114,9 @@ pub struct PatchCore {
     /// Where evaluation computes pixel metrics.
     pub metrics_resolution: crate::config::MetricsResolution,
     pub batch_size: usize,
+    /// Images per backbone forward call; a batch is cut into calls of this size that run in
+    /// parallel (`data.forward_batch_size`, resolved for the device).
+    pub forward_batch: usize,
     /// The weights used.
     pub weights: WeightsInfo,
     /// Size limits applied when decoding images.
@@ -206,6 +209,7 @@ impl PatchCore {
             seed: cfg.seed,
             geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
             batch_size: cfg.data.batch_size,
+            forward_batch: cfg.data.forward_batch_for(cfg.device),
             metrics_resolution: cfg.data.metrics_resolution,
             weights,
             limits: cfg.image_limits(),
@@ -357,6 +361,21 @@ impl PatchCore {
                 "no images to extract features from".into(),
             ));
         }
+        let per_call = self.forward_batch.clamp(1, images.len());
+        if per_call < images.len() {
+            // Forward calls of `per_call` images in parallel: at batch 1 on the CPU backends
+            // this keeps both cores busy where one batched forward leaves a third idle.
+            let parts: Vec<PatchFeatures> = images
+                .par_chunks(per_call)
+                .map(|chunk| self.extract_one_call(chunk))
+                .collect::<Result<_>>()?;
+            return PatchFeatures::concat(&parts);
+        }
+        self.extract_one_call(images)
+    }
+
+    /// Patch features of `images` from one backbone forward call.
+    fn extract_one_call(&self, images: &[image::RgbImage]) -> Result<PatchFeatures> {
         let c = self.geometry.crop as usize;
         let values: Vec<f32> = images
             .par_iter()
