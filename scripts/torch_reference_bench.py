@@ -95,6 +95,60 @@ def bench(name, net, batch, min_time=2.0):
     print(f"| {name} | {taps} | pytorch {torch.__version__} | {batch} | {med * 1e3:.1f} | {batch / med:.2f} |")
 
 
+def predict_latency(lite0, bank_rows=1639, min_time=3.0):
+    """The peer's batch-1 predict path, written out with anomalib 2.7's PatchcoreModel
+    operations (anomalib itself is not needed): 3x3 average pooling of both stages, nearest
+    upsampling of the deeper one and concatenation (152-d), exact 1-NN by
+    x^2 - 2xy + y^2 against a `bank_rows` x 152 bank, eq. 7 with 9 neighbours, bilinear
+    upsampling of the patch scores to 224x224 and the sigma = 4 Gaussian blur (33x33,
+    separable). Compare with `patchcore bench --suite latency` (bottle's bank has 1639 rows)."""
+    import torch.nn.functional as F
+
+    bank = torch.randn(bank_rows, 152)
+
+    def dist(x, y):
+        x2 = x.pow(2).sum(dim=-1, keepdim=True)
+        y2 = y.pow(2).sum(dim=-1, keepdim=True)
+        return (x2 - 2 * torch.matmul(x, y.transpose(-2, -1)) + y2.transpose(-2, -1)).clamp_min(0).sqrt()
+
+    sigma = 4.0
+    ks = 2 * int(4.0 * sigma + 0.5) + 1
+    g = torch.exp(-((torch.arange(ks) - ks // 2).float() ** 2) / (2 * sigma * sigma))
+    g = (g / g.sum()).view(1, 1, 1, ks)
+
+    def forward(x):
+        feats = [F.avg_pool2d(f, 3, 1, 1) for f in lite0(x)]
+        emb = torch.cat([feats[0], F.interpolate(feats[1], size=feats[0].shape[-2:], mode="nearest")], 1)
+        b, c, h, w = emb.shape
+        emb = emb.permute(0, 2, 3, 1).reshape(-1, c)
+        d = dist(emb, bank)
+        scores, locs = d.min(dim=1)
+        scores, locs = scores.view(b, -1), locs.view(b, -1)
+        top = scores.argmax(dim=1)
+        score = scores[torch.arange(b), top]
+        q = emb.view(b, h * w, c)[torch.arange(b), top]
+        support = dist(bank[locs[torch.arange(b), top]], bank).topk(9, largest=False).indices
+        dsup = dist(q.unsqueeze(1), bank[support])
+        weight = 1 - F.softmax(dsup.squeeze(1), 1)[..., 0]
+        amap = F.interpolate(scores.view(b, 1, h, w), size=(224, 224), mode="bilinear")
+        amap = F.pad(amap, (ks // 2,) * 4, mode="reflect")
+        amap = F.conv2d(F.conv2d(amap, g), g.transpose(2, 3))
+        return weight * score, amap
+
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        forward(x)
+        times = []
+        start = time.perf_counter()
+        while len(times) < 5 or time.perf_counter() - start < min_time:
+            t = time.perf_counter()
+            forward(x)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    med = times[len(times) // 2]
+    print(f"\npeer predict path (anomalib 2.7 operations, EfficientNet-Lite0, bank {bank_rows} x 152), batch 1: {med * 1e3:.1f} ms")
+
+
 if __name__ == "__main__":
     print(f"torch threads: {torch.get_num_threads()}")
     print("| architecture | taps | device | batch | ms / batch | images / s |")
@@ -117,5 +171,6 @@ if __name__ == "__main__":
 
         for b in (1, 8):
             bench("efficientnet_lite0", lite0_taps, b)
+        predict_latency(lite0)
     except ImportError:
         print("timm not installed: EfficientNet-Lite0 reference skipped")

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 use patchcore_core::{Error, Result};
 
 use crate::Backbone;
+use crate::host::{HostConv, HostMap, is_host_device};
 use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
 use crate::weights::TensorMap;
 
@@ -43,6 +44,43 @@ struct Block {
     residual: bool,
 }
 
+/// A block's convolutions for the host kernels (CPU backends).
+#[derive(Debug, Clone)]
+struct HostBlock {
+    expand: Option<HostConv>,
+    depthwise: HostConv,
+    project: HostConv,
+    residual: bool,
+}
+
+impl HostBlock {
+    fn new(b: &Block) -> Result<Self> {
+        Ok(Self {
+            expand: b.expand.as_ref().map(ConvBn::host).transpose()?,
+            depthwise: b.depthwise.host()?,
+            project: b.project.host()?,
+            residual: b.residual,
+        })
+    }
+
+    fn forward(&self, x: &HostMap, padding: PaddingMode) -> Result<HostMap> {
+        let y = match &self.expand {
+            Some(e) => self.depthwise.depthwise(&e.pointwise(x, None)?, padding)?,
+            None => self.depthwise.depthwise(x, padding)?,
+        };
+        self.project
+            .pointwise(&y, if self.residual { Some(x) } else { None })
+    }
+}
+
+/// The whole network, for the host kernels.
+#[derive(Debug, Clone)]
+struct HostNet {
+    stem: HostConv,
+    stages: Vec<Vec<HostBlock>>,
+    head: Option<HostConv>,
+}
+
 impl Block {
     fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
         let mut y = match &self.expand {
@@ -71,6 +109,9 @@ pub struct EfficientNetLite0 {
     /// Index into EFFNET_LITE0_LAYERS of each tapped layer.
     tap_ids: Vec<usize>,
     device: Device,
+    /// On the CPU backends, the blocks after the stem run on the host kernels
+    /// (crate::host); `stages` and `head` are then empty. `None` elsewhere.
+    host: Option<HostNet>,
 }
 
 impl EfficientNetLite0 {
@@ -196,14 +237,33 @@ impl EfficientNetLite0 {
         // Drop the stages past the deepest tap: no work is done for them.
         let n_stages = deepest.min(7);
         stages.truncate(n_stages);
+        let head = (deepest == 8).then_some(head);
+        let mut head = head;
+        let host = if is_host_device(device) {
+            let host = HostNet {
+                stem: stem.host()?,
+                stages: stages
+                    .iter()
+                    .map(|blocks| blocks.iter().map(HostBlock::new).collect::<Result<_>>())
+                    .collect::<Result<_>>()?,
+                head: head.as_ref().map(ConvBn::host).transpose()?,
+            };
+            // The host kernels hold their own copy of the weights; drop burn's.
+            stages.clear();
+            head = None;
+            Some(host)
+        } else {
+            None
+        };
         Ok(Self {
             stem,
             stages,
-            head: (deepest == 8).then_some(head),
+            head,
             padding,
             layers: layers.to_vec(),
             tap_ids,
             device: device.clone(),
+            host,
         })
     }
 }
@@ -242,6 +302,27 @@ impl Backbone for EfficientNetLite0 {
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
         check_input(&x, &self.strides())?;
         let mut taps = Taps::new(&self.tap_ids);
+        if let Some(host) = &self.host {
+            let mut m = host
+                .stem
+                .conv(&HostMap::from_tensor(x)?, self.padding, None)?;
+            if self.tap_ids.contains(&0) {
+                taps.record(0, &m.to_tensor(&self.device));
+            }
+            for (s, blocks) in host.stages.iter().enumerate() {
+                for b in blocks {
+                    m = b.forward(&m, self.padding)?;
+                }
+                if self.tap_ids.contains(&(s + 1)) {
+                    taps.record(s + 1, &m.to_tensor(&self.device));
+                }
+            }
+            if let Some(head) = &host.head {
+                m = head.pointwise(&m, None)?;
+                taps.record(8, &m.to_tensor(&self.device));
+            }
+            return Ok(taps.finish());
+        }
         let mut y = self.stem.forward(x, self.padding);
         taps.record(0, &y);
         for (s, blocks) in self.stages.iter().enumerate() {

@@ -87,6 +87,25 @@ impl ConvBn {
         })
     }
 
+    /// The same convolution for the host kernels (pointwise or depthwise only).
+    pub(crate) fn host(&self) -> Result<crate::host::HostConv> {
+        let [cout, cin_per_group, _, _] = self.weight.dims();
+        let read = |t: TensorData| {
+            t.try_into_vec::<f32>()
+                .map_err(|e| Error::Shape(format!("convolution weights are not f32: {e:?}")))
+        };
+        crate::host::HostConv::new(
+            read(self.weight.clone().into_data())?,
+            read(self.bias.clone().into_data())?,
+            cin_per_group * self.groups,
+            cout,
+            self.kernel,
+            self.stride,
+            self.groups,
+            self.act,
+        )
+    }
+
     pub(crate) fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let pad = |i: usize| -> (usize, usize) {

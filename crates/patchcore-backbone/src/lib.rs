@@ -9,6 +9,7 @@
 //! cache and checksum-verified.
 
 mod effnet;
+mod host;
 mod layers;
 mod resnet;
 pub mod weights;

@@ -12,6 +12,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::Backbone;
+use crate::host::{HostConv, HostMap, is_host_device, max_pool_3x3_s2};
 use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
 use crate::weights::{NamedTensor, TensorMap};
 
@@ -232,6 +233,55 @@ impl ResBlock {
     }
 }
 
+/// A residual block's convolutions for the host kernels (CPU backends); the last convolution
+/// carries the residual add and the ReLU that follows it.
+#[derive(Debug, Clone)]
+struct HostResBlock {
+    convs: Vec<HostConv>,
+    downsample: Option<HostConv>,
+}
+
+impl HostResBlock {
+    fn new(b: &ResBlock) -> Result<Self> {
+        let mut convs = b
+            .convs
+            .iter()
+            .map(ConvBn::host)
+            .collect::<Result<Vec<_>>>()?;
+        let last = convs.pop().expect("a residual block has convolutions");
+        convs.push(last.with_act(Act::Relu));
+        Ok(Self {
+            convs,
+            downsample: b.downsample.as_ref().map(ConvBn::host).transpose()?,
+        })
+    }
+
+    fn forward(&self, x: &HostMap) -> Result<HostMap> {
+        let pad = PaddingMode::Symmetric;
+        let identity = match &self.downsample {
+            Some(d) => Some(d.conv(x, pad, None)?),
+            None => None,
+        };
+        let (last, inner) = self.convs.split_last().expect("non-empty");
+        let mut y: Option<HostMap> = None;
+        for c in inner {
+            y = Some(c.conv(y.as_ref().unwrap_or(x), pad, None)?);
+        }
+        last.conv(
+            y.as_ref().unwrap_or(x),
+            pad,
+            Some(identity.as_ref().unwrap_or(x)),
+        )
+    }
+}
+
+/// The whole network for the host kernels.
+#[derive(Debug, Clone)]
+struct HostResNet {
+    stem: HostConv,
+    stages: Vec<Vec<HostResBlock>>,
+}
+
 /// A torchvision ResNet feature extractor.
 #[derive(Debug, Clone)]
 pub struct ResNet {
@@ -241,6 +291,9 @@ pub struct ResNet {
     layers: Vec<String>,
     tap_ids: Vec<usize>,
     device: Device,
+    /// On the CPU backends, the network runs on the host kernels (crate::host); `stages` is
+    /// then empty.
+    host: Option<HostResNet>,
 }
 
 impl ResNet {
@@ -357,6 +410,20 @@ impl ResNet {
             stages[stage - 1].push(block);
         }
         stages.truncate(deepest);
+        let host = if is_host_device(device) {
+            let host = HostResNet {
+                stem: stem.as_ref().expect("the stem is always loaded").host()?,
+                stages: stages
+                    .iter()
+                    .map(|blocks| blocks.iter().map(HostResBlock::new).collect::<Result<_>>())
+                    .collect::<Result<Vec<Vec<_>>>>()?,
+            };
+            // The host kernels hold their own copy of the weights; drop burn's.
+            stages.clear();
+            Some(host)
+        } else {
+            None
+        };
         Ok(Self {
             spec,
             stem: stem.expect("the stem is always loaded"),
@@ -364,6 +431,7 @@ impl ResNet {
             layers: layers.to_vec(),
             tap_ids,
             device: device.clone(),
+            host,
         })
     }
 
@@ -400,6 +468,24 @@ impl Backbone for ResNet {
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>> {
         check_input(&x, &self.strides())?;
         let mut taps = Taps::new(&self.tap_ids);
+        if let Some(host) = &self.host {
+            let stem = host
+                .stem
+                .conv(&HostMap::from_tensor(x)?, PaddingMode::Symmetric, None)?;
+            let mut m = max_pool_3x3_s2(&stem);
+            if self.tap_ids.contains(&0) {
+                taps.record(0, &m.to_tensor(&self.device));
+            }
+            for (s, blocks) in host.stages.iter().enumerate() {
+                for b in blocks {
+                    m = b.forward(&m)?;
+                }
+                if self.tap_ids.contains(&(s + 1)) {
+                    taps.record(s + 1, &m.to_tensor(&self.device));
+                }
+            }
+            return Ok(taps.finish());
+        }
         let y = self.stem.forward(x, PaddingMode::Symmetric);
         let mut y = max_pool2d(
             y,

@@ -60,11 +60,12 @@ pub fn run(
     devices: &[ComputeDevice],
     batches: &[usize],
     min_time: f64,
+    with_kernels: bool,
 ) -> Result<()> {
     let min_time = Duration::from_secs_f64(min_time);
     println!("## Backbone forward to the PatchCore taps, 224x224\n");
-    println!("| architecture | taps | device | batch | ms / batch | images / s |");
-    println!("|---|---|---|---:|---:|---:|");
+    println!("| architecture | taps | device | batch | forward calls | ms / batch | images / s |");
+    println!("|---|---|---|---:|---|---:|---:|");
     for arch in archs {
         for &device in devices {
             let net = build(arch, device)?;
@@ -78,13 +79,36 @@ pub fn run(
                     }
                 });
                 println!(
-                    "| {arch} | {} | {device} | {b} | {:.1} | {:.2} |",
+                    "| {arch} | {} | {device} | {b} | one of {b} | {:.1} | {:.2} |",
                     net.layers().join("+"),
                     secs * 1e3,
                     b as f64 / secs
                 );
+                if b > 1 {
+                    // The same batch as `b` forward calls of one image run in parallel
+                    // (`data.forward_batch_size = 1`, the default on the CPU backends).
+                    let singles: Vec<Tensor<4>> = (0..b)
+                        .map(|i| xt.clone().slice([i..i + 1, 0..3, 0..224, 0..224]))
+                        .collect();
+                    let secs = time_it(3, min_time, || {
+                        singles.par_iter().for_each(|x1| {
+                            for o in net.forward(x1.clone()).expect("forward") {
+                                let _ = o.into_data();
+                            }
+                        });
+                    });
+                    println!(
+                        "| {arch} | {} | {device} | {b} | {b} of 1, in parallel | {:.1} | {:.2} |",
+                        net.layers().join("+"),
+                        secs * 1e3,
+                        b as f64 / secs
+                    );
+                }
             }
         }
+    }
+    if !with_kernels {
+        return Ok(());
     }
     println!("\n## Greedy coreset (1%, 128-d projection) and exact 1-NN\n");
     println!("| operation | size | ms | GFLOP/s | % of sgemm peak |");
@@ -333,8 +357,10 @@ pub fn latency(
         .map(|t| patchcore_data::load_rgb(&t.path))
         .collect::<Result<_>>()?;
     println!("## Predict latency, {category}, default experiment (decode excluded)\n");
-    println!("| device | batch | ms / batch | ms / image |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| device | batch | ms / batch | ms / image | of which (mean ms / batch): extract | search + eq. 7 | maps |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for &device in devices {
         let mut cfg = patchcore_pipeline::Config::default_experiment()?;
         cfg.device = device;
@@ -342,13 +368,24 @@ pub fn latency(
         model.fit(&cat.train, &NoProgress)?;
         for &b in batches {
             let batch: Vec<image::RgbImage> = images.iter().cycle().take(b).cloned().collect();
+            let mut stages = patchcore_pipeline::StageTimes::default();
+            let mut runs = 0usize;
             let secs = time_it(3, Duration::from_secs_f64(min_time), || {
-                std::hint::black_box(model.predict_images(&batch).expect("predict"));
+                std::hint::black_box(
+                    model
+                        .predict_images_timed(&batch, &mut stages)
+                        .expect("predict"),
+                );
+                runs += 1;
             });
+            let per_run = |v: f64| v * 1e3 / runs as f64;
             println!(
-                "| {device} | {b} | {:.1} | {:.1} |",
+                "| {device} | {b} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 secs * 1e3,
-                secs * 1e3 / b as f64
+                secs * 1e3 / b as f64,
+                per_run(stages.extract),
+                per_run(stages.search_and_score),
+                per_run(stages.maps)
             );
         }
     }

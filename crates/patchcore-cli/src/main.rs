@@ -65,7 +65,8 @@ enum Command {
         /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
         #[arg(long, default_value_t = 2.0)]
         min_time: f64,
-        /// What to run: "components" (backbones, coreset, k-NN), "samplers" (every sampler
+        /// What to run: "components" (backbones, coreset, k-NN), "backbones" (the backbone
+        /// table alone, e.g. under a profiler), "samplers" (every sampler
         /// on --rows x --cols clustered features), "coreset" (plain vs pruned greedy on the
         /// real training features of --data-root / --category), "latency" (the predict path
         /// per --device and --batch, fitted on --category) or "growth" (fit time and peak
@@ -264,16 +265,16 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
                     .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
                 return bench::coreset(&root, &category, &ratios, plain_up_to);
             }
-            if suite != "components" {
+            if suite != "components" && suite != "backbones" {
                 return Err(patchcore_core::Error::InvalidArgument(format!(
-                    "unknown --suite `{suite}`; allowed: components, samplers, coreset, latency, growth"
+                    "unknown --suite `{suite}`; allowed: components, backbones, samplers, coreset, latency, growth"
                 )));
             }
             let devices: Vec<ComputeDevice> = devices
                 .iter()
                 .map(|d| d.parse())
                 .collect::<patchcore_core::Result<_>>()?;
-            bench::run(&archs, &devices, &batches, min_time)
+            bench::run(&archs, &devices, &batches, min_time, suite == "components")
         }
         Command::Evaluate {
             config,
@@ -380,6 +381,12 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
         }
     }
 }
+
+/// mimalloc keeps freed pages for reuse: every forward pass allocates and frees the same
+/// large activation buffers, which glibc's malloc returns to the kernel and faults back in
+/// (a third of `evaluate`'s system time on bottle went to those page faults).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
