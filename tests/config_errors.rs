@@ -114,3 +114,24 @@ fn backbone_and_ensemble_rules() {
     let (key, _) = err("[sampler]\nkind = \"random\"\ncount = 3\n");
     assert_eq!(key, "backbone");
 }
+
+#[test]
+fn forward_batch_size_is_bounded_by_batch_size_and_resolved_per_device() {
+    use patchcore::core::ComputeDevice;
+    let (key, msg) = err(&format!(
+        "[data]\nbatch_size = 4\nforward_batch_size = 5\n{BASE}"
+    ));
+    assert_eq!(key, "data.forward_batch_size");
+    assert!(msg.contains("data.batch_size (4)"), "{msg}");
+    let c = Config::from_toml_str(&format!("[data]\nbatch_size = 4\n{BASE}"), None).unwrap();
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::Flex), 1);
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::Ndarray), 1);
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::LibTorch), 4);
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::LibTorchCuda(0)), 4);
+    let c = Config::from_toml_str(
+        &format!("[data]\nbatch_size = 4\nforward_batch_size = 2\n{BASE}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::Flex), 2);
+}
