@@ -306,14 +306,14 @@ impl Backbone for EfficientNetLite0 {
             let mut m = host
                 .stem
                 .conv(&HostMap::from_tensor(x)?, self.padding, None)?;
-            if self.tap_ids.contains(&0) {
+            if taps.wants(0) {
                 taps.record(0, &m.to_tensor(&self.device));
             }
             for (s, blocks) in host.stages.iter().enumerate() {
                 for b in blocks {
                     m = b.forward(&m, self.padding)?;
                 }
-                if self.tap_ids.contains(&(s + 1)) {
+                if taps.wants(s + 1) {
                     taps.record(s + 1, &m.to_tensor(&self.device));
                 }
             }

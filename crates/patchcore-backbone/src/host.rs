@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use patchcore_core::{Error, Result};
 use rayon::prelude::*;
 
-use crate::layers::{Act, PaddingMode};
+use crate::layers::{Act, PaddingMode, pads};
 
 /// A feature map in a plain row-major `[n, c, h, w]` buffer.
 #[derive(Debug, Clone)]
@@ -101,18 +101,6 @@ pub(crate) struct HostConv {
     stride: usize,
     groups: usize,
     act: Act,
-}
-
-/// `(before, after)` padding of a side of length `i` for a `k`-wide kernel at stride `s`.
-fn pads(padding: PaddingMode, k: usize, s: usize, i: usize) -> (usize, usize) {
-    match (padding, s) {
-        (PaddingMode::Same, s) if s > 1 => {
-            let out = i.div_ceil(s);
-            let total = ((out - 1) * s + k).saturating_sub(i);
-            (total / 2, total - total / 2)
-        }
-        _ => (k / 2, k / 2),
-    }
 }
 
 impl HostConv {
@@ -735,14 +723,17 @@ mod tests {
                 let conv =
                     HostConv::new(wts.clone(), b.clone(), c, c, k, s, c, Act::Relu6).unwrap();
                 let got = conv.depthwise(&x, padding).unwrap();
-                let pad = |i: usize| match (padding, s) {
-                    (PaddingMode::Same, s) if s > 1 => {
-                        let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
-                        (total / 2, total - total / 2)
-                    }
-                    _ => (k / 2, k / 2),
-                };
-                let want = reference(&x, &wts, &b, c, k, s, c, [pad(h), pad(w)], Act::Relu6);
+                let want = reference(
+                    &x,
+                    &wts,
+                    &b,
+                    c,
+                    k,
+                    s,
+                    c,
+                    [pads(padding, k, s, h), pads(padding, k, s, w)],
+                    Act::Relu6,
+                );
                 assert_eq!(
                     got.data.len(),
                     want.len(),

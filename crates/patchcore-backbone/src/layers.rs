@@ -29,6 +29,18 @@ pub enum PaddingMode {
     Symmetric,
 }
 
+/// `(before, after)` padding of a side of length `i` for a `k`-wide kernel at stride `s`.
+pub(crate) fn pads(padding: PaddingMode, k: usize, s: usize, i: usize) -> (usize, usize) {
+    match (padding, s) {
+        (PaddingMode::Same, s) if s > 1 => {
+            let out = i.div_ceil(s);
+            let total = ((out - 1) * s + k).saturating_sub(i);
+            (total / 2, total - total / 2)
+        }
+        _ => (k / 2, k / 2),
+    }
+}
+
 /// A convolution with BatchNorm folded in, then an activation.
 #[derive(Debug, Clone)]
 pub(crate) struct ConvBn {
@@ -108,16 +120,7 @@ impl ConvBn {
 
     pub(crate) fn forward(&self, x: Tensor<4>, padding: PaddingMode) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
-        let pad = |i: usize| -> (usize, usize) {
-            match (padding, self.stride) {
-                (PaddingMode::Same, s) if s > 1 => {
-                    let out = i.div_ceil(s);
-                    let total = ((out - 1) * s + self.kernel).saturating_sub(i);
-                    (total / 2, total - total / 2)
-                }
-                _ => (self.kernel / 2, self.kernel / 2),
-            }
-        };
+        let pad = |i: usize| pads(padding, self.kernel, self.stride, i);
         let options = ConvOptions::new_with_padding(
             [self.stride, self.stride],
             [pad(h), pad(w)],
@@ -188,6 +191,11 @@ impl<'a> Taps<'a> {
             ids,
             outputs: vec![None; ids.len()],
         }
+    }
+
+    /// Whether layer `id` is tapped.
+    pub(crate) fn wants(&self, id: usize) -> bool {
+        self.ids.contains(&id)
     }
 
     /// Records `t` as the output of layer `id` (for every tap that names it).

@@ -473,14 +473,14 @@ impl Backbone for ResNet {
                 .stem
                 .conv(&HostMap::from_tensor(x)?, PaddingMode::Symmetric, None)?;
             let mut m = max_pool_3x3_s2(&stem);
-            if self.tap_ids.contains(&0) {
+            if taps.wants(0) {
                 taps.record(0, &m.to_tensor(&self.device));
             }
             for (s, blocks) in host.stages.iter().enumerate() {
                 for b in blocks {
                     m = b.forward(&m)?;
                 }
-                if self.tap_ids.contains(&(s + 1)) {
+                if taps.wants(s + 1) {
                     taps.record(s + 1, &m.to_tensor(&self.device));
                 }
             }
