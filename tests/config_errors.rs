@@ -126,7 +126,7 @@ fn forward_batch_size_is_bounded_by_batch_size_and_resolved_per_device() {
     let c = Config::from_toml_str(&format!("[data]\nbatch_size = 4\n{BASE}"), None).unwrap();
     assert_eq!(c.data.forward_batch_for(ComputeDevice::Flex), 1);
     assert_eq!(c.data.forward_batch_for(ComputeDevice::Ndarray), 1);
-    assert_eq!(c.data.forward_batch_for(ComputeDevice::LibTorch), 4);
+    assert_eq!(c.data.forward_batch_for(ComputeDevice::LibTorch), 1);
     assert_eq!(c.data.forward_batch_for(ComputeDevice::LibTorchCuda(0)), 4);
     let c = Config::from_toml_str(
         &format!("[data]\nbatch_size = 4\nforward_batch_size = 2\n{BASE}"),

@@ -61,8 +61,9 @@ pub struct DataConfig {
     pub batch_size: usize,
     /// Images per backbone forward call. A batch of `batch_size` images is cut into calls of
     /// this many images that run in parallel on the thread pool; 0 (default) picks per device:
-    /// 1 on the CPU backends (flex, ndarray), whose batch-1 forwards run in parallel keep both
-    /// cores busier than one batched forward, and the whole batch on LibTorch and CUDA.
+    /// 1 on the CPU devices (flex, ndarray, LibTorch CPU), where batch-1 forwards run in
+    /// parallel keep both cores busier and the activations in cache, and the whole batch on
+    /// the GPUs.
     #[serde(default)]
     pub forward_batch_size: usize,
     /// Where the images come from: "mvtec" (default; `--data-root` and `--category`),
@@ -232,10 +233,10 @@ impl DataConfig {
     /// Images per backbone forward call on `device` (resolves `forward_batch_size = 0`),
     /// never more than `batch_size`.
     pub fn forward_batch_for(&self, device: ComputeDevice) -> usize {
-        let n = match (self.forward_batch_size, device) {
-            (0, ComputeDevice::Flex | ComputeDevice::Ndarray) => 1,
-            (0, _) => self.batch_size,
-            (n, _) => n,
+        let n = match self.forward_batch_size {
+            0 if device.is_gpu() => self.batch_size,
+            0 => 1,
+            n => n,
         };
         n.clamp(1, self.batch_size.max(1))
     }
