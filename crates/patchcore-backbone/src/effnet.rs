@@ -109,8 +109,8 @@ pub struct EfficientNetLite0 {
     /// Index into EFFNET_LITE0_LAYERS of each tapped layer.
     tap_ids: Vec<usize>,
     device: Device,
-    /// On the CPU backends, the blocks after the stem run on the host kernels
-    /// (crate::host); `stages` and `head` are then empty. `None` elsewhere.
+    /// On the CPU backends, the whole network runs on the host kernels (crate::host);
+    /// `stages` and `head` are then empty. `None` elsewhere.
     host: Option<HostNet>,
 }
 
@@ -237,8 +237,7 @@ impl EfficientNetLite0 {
         // Drop the stages past the deepest tap: no work is done for them.
         let n_stages = deepest.min(7);
         stages.truncate(n_stages);
-        let head = (deepest == 8).then_some(head);
-        let mut head = head;
+        let mut head = (deepest == 8).then_some(head);
         let host = if is_host_device(device) {
             let host = HostNet {
                 stem: stem.host()?,

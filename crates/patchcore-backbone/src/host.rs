@@ -142,6 +142,11 @@ impl HostConv {
         })
     }
 
+    /// The activation applied after the convolution.
+    pub(crate) fn act(&self) -> Act {
+        self.act
+    }
+
     /// The same convolution followed by `act` instead.
     pub(crate) fn with_act(mut self, act: Act) -> Self {
         self.act = act;

@@ -249,6 +249,8 @@ impl HostResBlock {
             .map(ConvBn::host)
             .collect::<Result<Vec<_>>>()?;
         let last = convs.pop().expect("a residual block has convolutions");
+        // relu(conv(y) + identity): the block's last convolution has no activation of its own.
+        debug_assert_eq!(last.act(), Act::None);
         convs.push(last.with_act(Act::Relu));
         Ok(Self {
             convs,
