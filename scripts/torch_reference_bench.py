@@ -79,18 +79,23 @@ class ToLayer3(nn.Module):
         return l2, self.layer3(l2)
 
 
-def bench(name, net, batch, min_time=2.0):
-    x = torch.randn(batch, 3, 224, 224)
+def median_seconds(f, x, min_runs, min_time):
+    """One warm-up call, then calls until both `min_runs` and `min_time` are reached; the
+    median seconds per call (as `patchcore bench` measures)."""
     with torch.inference_mode():
-        net(x)
+        f(x)
         times = []
         start = time.perf_counter()
-        while len(times) < 3 or time.perf_counter() - start < min_time:
+        while len(times) < min_runs or time.perf_counter() - start < min_time:
             t = time.perf_counter()
-            net(x)
+            f(x)
             times.append(time.perf_counter() - t)
     times.sort()
-    med = times[len(times) // 2]
+    return times[len(times) // 2]
+
+
+def bench(name, net, batch, min_time=2.0):
+    med = median_seconds(net, torch.randn(batch, 3, 224, 224), 3, min_time)
     taps = "blocks.2+blocks.4" if name.startswith("efficientnet") else "layer2+layer3"
     print(f"| {name} | {taps} | pytorch {torch.__version__} | {batch} | {med * 1e3:.1f} | {batch / med:.2f} |")
 
@@ -135,17 +140,7 @@ def predict_latency(lite0, bank_rows=1639, min_time=3.0):
         amap = F.conv2d(F.conv2d(amap, g), g.transpose(2, 3))
         return weight * score, amap
 
-    x = torch.randn(1, 3, 224, 224)
-    with torch.inference_mode():
-        forward(x)
-        times = []
-        start = time.perf_counter()
-        while len(times) < 5 or time.perf_counter() - start < min_time:
-            t = time.perf_counter()
-            forward(x)
-            times.append(time.perf_counter() - t)
-    times.sort()
-    med = times[len(times) // 2]
+    med = median_seconds(forward, torch.randn(1, 3, 224, 224), 5, min_time)
     print(f"\npeer predict path (anomalib 2.7 operations, EfficientNet-Lite0, bank {bank_rows} x 152), batch 1: {med * 1e3:.1f} ms")
 
 
