@@ -241,25 +241,13 @@ impl HostConv {
             // SAFETY: dst is cout x hw_out row-major, the weights cout x rows, rhs rows x
             // hw_out, all with the strides passed.
             unsafe {
-                gemm::gemm(
-                    cout,
-                    hw_out,
-                    rows,
+                weights_times(
+                    (cout, hw_out, rows),
                     dst.as_mut_ptr(),
-                    1,
-                    hw_out as isize,
-                    false,
+                    hw_out,
                     self.weight.as_ptr(),
-                    1,
-                    rows as isize,
                     rhs.as_ptr(),
-                    1,
-                    hw_out as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    hw_out,
                     gemm::Parallelism::Rayon(0),
                 );
             }
@@ -322,25 +310,13 @@ impl HostConv {
             // writes columns c0..c0+nc of each of its cout rows, which no other task touches;
             // lhs is the cout x cin weight matrix, rhs the cin x nc column block of `src`.
             unsafe {
-                gemm::gemm(
-                    cout,
-                    nc,
-                    cin,
+                weights_times(
+                    (cout, nc, cin),
                     dst.0.add(base),
-                    1,
-                    hw as isize,
-                    false,
+                    hw,
                     self.weight.as_ptr(),
-                    1,
-                    cin as isize,
                     src.as_ptr().add(c0),
-                    1,
-                    hw as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    hw,
                     gemm::Parallelism::None,
                 );
                 for o in 0..cout {
@@ -411,6 +387,48 @@ impl HostConv {
             h: ho,
             w: wo,
         })
+    }
+}
+
+/// `dst = w · rhs` for row-major matrices: `w` is `m x k` (contiguous), `rhs` is `k x n`
+/// with row stride `rhs_rs`, `dst` is `m x n` with row stride `dst_rs`, written without being
+/// read.
+///
+/// # Safety
+/// The pointers must address matrices of those shapes and strides; no other thread may touch
+/// the elements of `dst` written here.
+unsafe fn weights_times(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    w: *const f32,
+    rhs: *const f32,
+    rhs_rs: usize,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            w,
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 

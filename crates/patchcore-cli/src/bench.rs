@@ -78,12 +78,15 @@ pub fn run(
                         let _ = o.into_data();
                     }
                 });
-                println!(
-                    "| {arch} | {} | {device} | {b} | one of {b} | {:.1} | {:.2} |",
-                    net.layers().join("+"),
-                    secs * 1e3,
-                    b as f64 / secs
-                );
+                let row = |calls: &str, secs: f64| {
+                    println!(
+                        "| {arch} | {} | {device} | {b} | {calls} | {:.1} | {:.2} |",
+                        net.layers().join("+"),
+                        secs * 1e3,
+                        b as f64 / secs
+                    );
+                };
+                row(&format!("one of {b}"), secs);
                 if b > 1 {
                     // The same batch as `b` forward calls of one image run in parallel
                     // (`data.forward_batch_size = 1`, the default on the CPU backends).
@@ -97,12 +100,7 @@ pub fn run(
                             }
                         });
                     });
-                    println!(
-                        "| {arch} | {} | {device} | {b} | {b} of 1, in parallel | {:.1} | {:.2} |",
-                        net.layers().join("+"),
-                        secs * 1e3,
-                        b as f64 / secs
-                    );
+                    row(&format!("{b} of 1, in parallel"), secs);
                 }
             }
         }
