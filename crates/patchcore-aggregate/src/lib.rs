@@ -9,6 +9,8 @@
 //! [`Official`] is the variant of the official implementation (patches unfolded and
 //! interpolated, per-layer and final adaptive average pooling to fixed widths).
 
+#![warn(missing_docs)]
+
 use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData};
@@ -52,7 +54,7 @@ impl Default for LocallyAware {
 impl LocallyAware {
     /// Checked constructor: `neighbourhood` must be odd and positive, `target_dim` positive.
     pub fn new(neighbourhood: usize, target_dim: Option<usize>) -> Result<Self> {
-        if neighbourhood == 0 || neighbourhood % 2 == 0 {
+        if neighbourhood == 0 || neighbourhood.is_multiple_of(2) {
             return Err(Error::config(
                 "aggregator.neighbourhood",
                 format!("must be an odd positive integer (1, 3, 5, ...), got {neighbourhood}"),
@@ -352,5 +354,98 @@ mod tests {
     fn rejects_even_neighbourhood() {
         assert!(LocallyAware::new(2, None).is_err());
         assert!(LocallyAware::new(3, Some(0)).is_err());
+    }
+}
+
+/// Parameters of [`LocallyAware`] as config keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocallyAwareParams {
+    /// Neighbourhood (patch) size p: 1, 3, 5, ... (odd).
+    #[serde(default = "d_neigh")]
+    pub neighbourhood: usize,
+    /// Project rows to this width by adaptive average pooling; 0 keeps the concatenation.
+    #[serde(default)]
+    pub target_dim: usize,
+}
+
+/// Parameters of [`Official`] as config keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficialParams {
+    /// Patch size p: 1, 3, 5, ... (odd).
+    #[serde(default = "d_neigh")]
+    pub neighbourhood: usize,
+    /// Per-layer width (default 1024).
+    #[serde(default = "d_embed")]
+    pub pretrain_embed_dim: usize,
+    /// Final width (default 1024).
+    #[serde(default = "d_embed")]
+    pub target_embed_dim: usize,
+}
+fn d_neigh() -> usize {
+    3
+}
+fn d_embed() -> usize {
+    1024
+}
+
+/// The `[aggregator]` config section: how backbone maps become patch-feature rows.
+///
+/// Tagged by `kind` (default `locally_aware`); each variant holds its aggregator's parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AggregatorParams {
+    /// Neighbourhood average of each map, deeper maps upsampled, concatenated (anomalib).
+    LocallyAware(LocallyAwareParams),
+    /// Unfolded patches, interpolated, adaptive-average-pooled per layer and overall (the
+    /// official implementation).
+    Official(OfficialParams),
+}
+
+impl Default for AggregatorParams {
+    fn default() -> Self {
+        AggregatorParams::LocallyAware(LocallyAwareParams {
+            neighbourhood: d_neigh(),
+            target_dim: 0,
+        })
+    }
+}
+
+impl AggregatorParams {
+    /// The `kind` key's value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AggregatorParams::LocallyAware(_) => "locally_aware",
+            AggregatorParams::Official(_) => "official",
+        }
+    }
+
+    /// The neighbourhood (patch) size.
+    pub fn neighbourhood(&self) -> usize {
+        match self {
+            AggregatorParams::LocallyAware(p) => p.neighbourhood,
+            AggregatorParams::Official(p) => p.neighbourhood,
+        }
+    }
+
+    /// Range checks; errors name the `aggregator.*` key.
+    pub fn validate(&self) -> Result<()> {
+        self.build().map(|_| ())
+    }
+
+    /// Builds the aggregator.
+    pub fn build(&self) -> Result<Box<dyn FeatureAggregator>> {
+        Ok(match self {
+            AggregatorParams::LocallyAware(p) => Box::new(LocallyAware::new(
+                p.neighbourhood,
+                (p.target_dim > 0).then_some(p.target_dim),
+            )?),
+            AggregatorParams::Official(p) => Box::new(Official::new(
+                p.neighbourhood,
+                p.pretrain_embed_dim,
+                p.target_embed_dim,
+            )?),
+        })
     }
 }

@@ -100,7 +100,9 @@ pub fn load_mask(path: &Path) -> Result<GrayImage> {
 /// PatchCore's input geometry: resize to `resize x resize`, centre-crop `crop x crop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Geometry {
+    /// Side of the square images are resized to (bilinear).
     pub resize: u32,
+    /// Side of the centre crop taken from the resized image.
     pub crop: u32,
 }
 

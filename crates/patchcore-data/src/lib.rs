@@ -9,6 +9,8 @@
 //! * [`synthetic`]: a deterministic MVTec-style data set (textured surfaces with drawn
 //!   defects and their masks) for demos and tests.
 
+#![warn(missing_docs)]
+
 mod geometry;
 mod mvtec;
 mod sources;

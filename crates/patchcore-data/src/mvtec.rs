@@ -9,6 +9,7 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// One test image with its ground truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestSample {
+    /// The image file.
     pub path: PathBuf,
     /// Folder name under `test/` (`good`, `broken_large`, ...).
     pub defect_type: String,
@@ -21,7 +22,9 @@ pub struct TestSample {
 /// One MVTec AD category on disk.
 #[derive(Debug, Clone)]
 pub struct MvtecCategory {
+    /// Category name (the folder name for the MVTec layout).
     pub name: String,
+    /// The category folder (paths in reports are relative to it).
     pub root: PathBuf,
     /// `train/good` images, sorted by file name.
     pub train: Vec<PathBuf>,
@@ -219,7 +222,12 @@ pub enum TrainLimit {
     /// The first `k` in sorted path order.
     First(usize),
     /// `k` drawn without replacement by a seeded generator (kept in sorted order).
-    Random { k: usize, seed: u64 },
+    Random {
+        /// Images to keep.
+        k: usize,
+        /// Seed of the draw.
+        seed: u64,
+    },
 }
 
 impl MvtecCategory {

@@ -22,10 +22,13 @@ pub struct SyntheticSpec {
     pub category: String,
     /// Image side in pixels.
     pub size: u32,
+    /// Training (defect-free) images.
     pub train: usize,
+    /// Defect-free test images.
     pub test_good: usize,
     /// Images per defect type (`scratch`, `spot`).
     pub test_per_defect: usize,
+    /// Seed of every drawn texture and defect.
     pub seed: u64,
 }
 

@@ -16,10 +16,10 @@ pub struct PrSummary {
 /// AUROC, AP and F1-max from `(score, positive)` pairs sorted by descending score, and up to
 /// `max_points` ROC points `(fpr, tpr)` (evenly spaced over the thresholds, endpoints kept;
 /// 0 = none).
-pub(crate) fn sweep_with_roc(
-    sorted: &[(f32, bool)],
-    max_points: usize,
-) -> Result<(f64, PrSummary, Vec<(f64, f64)>)> {
+/// AUROC, the precision-recall summary and the ROC points `(fpr, tpr)`.
+pub(crate) type Sweep = (f64, PrSummary, Vec<(f64, f64)>);
+
+pub(crate) fn sweep_with_roc(sorted: &[(f32, bool)], max_points: usize) -> Result<Sweep> {
     let mut roc = Vec::new();
     let distinct = if max_points > 0 {
         1 + sorted.windows(2).filter(|w| w[0].0 != w[1].0).count()
@@ -73,7 +73,7 @@ pub(crate) fn sweep_with_roc(
         prev_fpr = fpr;
         if max_points > 0 {
             step += 1;
-            if step % stride == 0 || i == sorted.len() {
+            if step.is_multiple_of(stride) || i == sorted.len() {
                 roc.push((fpr, tpr));
             }
         }

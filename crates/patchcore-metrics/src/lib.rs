@@ -8,6 +8,8 @@
 //!   to an FPR limit over the 8-connected regions of the masks, normalised by the limit, as
 //!   MVTec and anomalib), accumulated map by map: one `(f32, u32)` pair per pixel, sorted once.
 
+#![warn(missing_docs)]
+
 mod curves;
 mod pro;
 
@@ -29,8 +31,11 @@ pub fn auroc(scores: &[f32], labels: &[bool]) -> Result<f64> {
 pub struct ImageMetrics {
     /// ROC curve points `(fpr, tpr)`, at most 512.
     pub roc: Vec<(f64, f64)>,
+    /// Area under the ROC curve.
     pub auroc: f64,
+    /// Average precision (sklearn's `average_precision_score`).
     pub aupr: f64,
+    /// Largest F1 over all thresholds.
     pub f1_max: f64,
     /// Score threshold achieving `f1_max` (images scoring at least this are anomalous).
     pub f1_threshold: f32,
@@ -61,16 +66,22 @@ pub fn image_metrics(scores: &[f32], labels: &[bool]) -> Result<ImageMetrics> {
 }
 
 /// Pixel-level metrics of a category.
+/// Pixel-level metrics of a category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelMetricValues {
     /// ROC curve points `(fpr, tpr)`, at most 512.
     pub roc: Vec<(f64, f64)>,
+    /// Area under the pixel ROC curve.
     pub auroc: f64,
+    /// Pixel average precision.
     pub aupr: f64,
+    /// Largest pixel F1 over all thresholds.
     pub f1_max: f64,
+    /// Map value achieving `f1_max`.
     pub f1_threshold: f32,
     /// AUPRO up to `fpr_limit`, normalised to [0, 1].
     pub aupro: f64,
+    /// The FPR limit of the AUPRO.
     pub fpr_limit: f64,
     /// Number of ground-truth regions (8-connected components over all masks).
     pub regions: usize,
@@ -87,6 +98,7 @@ pub struct PixelMetrics {
 }
 
 impl PixelMetrics {
+    /// An empty accumulator.
     pub fn new() -> Self {
         Self::default()
     }

@@ -9,6 +9,8 @@
 //! * metadata `patchcore.sha256`: SHA-256 (hex) of the header JSON bytes followed by the bank's
 //!   little-endian bytes. A flipped bit anywhere in either is detected on load.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 
 use ndarray::Array2;
@@ -18,7 +20,13 @@ use sha2::{Digest, Sha256};
 /// The `format` value of every model header.
 pub const MODEL_FORMAT: &str = "patchcore-rs model";
 /// The newest format version this build reads and the one it writes.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+///
+/// * 1: the first format.
+/// * 2: the header's config holds the tagged sections of the component crates: `[sampler]`,
+///   `[nn]` and `[aggregator]` carry only their `kind`'s keys, and a sampler or index given as
+///   a trait object is recorded as `kind = "custom"` with its `name`. Version-1 headers are
+///   still read (patchcore-pipeline migrates their config).
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 /// Safetensors metadata key of the JSON header.
 pub const HEADER_KEY: &str = "patchcore.header";
 /// Safetensors metadata key of the checksum.

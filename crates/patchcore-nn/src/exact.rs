@@ -91,6 +91,7 @@ impl ExactIndex {
     }
 
     /// `tile[i, j] = −2 q_i · m_{b0+j}` for `nb` bank rows; row-major `[nq, nb]`.
+    #[allow(unsafe_code)]
     fn gemm_tile(&self, q: ArrayView2<'_, f32>, b0: usize, nb: usize, tile: &mut [f32]) {
         let nq = q.nrows();
         let dim = q.ncols();
@@ -269,12 +270,12 @@ mod tests {
         let (v, j) = finish_row_min(&mut row, 1.0, &norms);
         assert_eq!((v, j), (1.0, 0));
         let mut row: Vec<f32> = (0..37).map(|j| -(j as f32)).collect();
-        let (v, j) = finish_row_min(&mut row, 0.0, &vec![0.0; 37]);
+        let (v, j) = finish_row_min(&mut row, 0.0, &[0.0; 37]);
         assert_eq!((v, j), (-36.0, 36));
         let mut row = vec![0f32; 37];
         row[20] = -3.0;
         row[33] = -3.0;
-        let (v, j) = finish_row_min(&mut row, 0.0, &vec![0.0; 37]);
+        let (v, j) = finish_row_min(&mut row, 0.0, &[0.0; 37]);
         assert_eq!((v, j), (-3.0, 20));
     }
 }

@@ -65,11 +65,11 @@ impl IvfIndex {
                 sums.row_mut(c)
                     .zip_mut_with(&bank.row(i), |s, v| *s += *v as f64);
             }
-            for c in 0..nlist {
-                if counts[c] > 0 {
+            for (c, &count) in counts.iter().enumerate() {
+                if count > 0 {
                     centroids
                         .row_mut(c)
-                        .assign(&sums.row(c).mapv(|v| (v / counts[c] as f64) as f32));
+                        .assign(&sums.row(c).mapv(|v| (v / count as f64) as f32));
                 }
                 // An empty cell keeps its centroid (it stays a valid, if useless, probe).
             }

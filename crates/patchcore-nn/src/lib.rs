@@ -8,11 +8,23 @@
 //!   space-partitioning trees degenerate); offered for comparison and for low-dimensional use.
 //! * [`IvfIndex`]: approximate inverted-file index (k-means cells, `nprobe` cells scanned)
 //!   for large banks; [`recall_at_1`] measures it against the exact index.
+//!
+//! [`IndexBuilder`] builds an index over a bank (the seam an assembled model takes any index
+//! through); [`IndexParams`], the `[nn]` config section, is the builder of the indices above.
+//!
+//! Why the trait keeps [`NearestNeighborIndex::row`]: the paper's eq. 7 re-weights an image
+//! score by the distances from the worst test patch to the bank neighbours of its nearest bank
+//! row, so the scorer needs those rows' features, not only their indices. Every index here
+//! stores the bank anyway; dropping `row` would make the model keep a second copy of it.
 
+#![warn(missing_docs)]
+
+mod builder;
 mod exact;
 mod ivf;
 mod linfa_adapter;
 
+pub use builder::{IndexBuilder, IndexParams, IvfParams};
 pub use exact::ExactIndex;
 pub use ivf::IvfIndex;
 pub use linfa_adapter::{LinfaAlgorithm, LinfaIndex};

@@ -1,5 +1,5 @@
 use linfa_nn::distance::L2Dist;
-use linfa_nn::{BallTree, KdTree, LinearSearch, NearestNeighbour};
+use linfa_nn::{BallTree, KdTree, LinearSearch, NearestNeighbour, NearestNeighbourIndex};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore_core::{Error, Result};
 use rayon::prelude::*;
@@ -11,20 +11,44 @@ use crate::{NearestNeighborIndex, Neighbors, check_query};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinfaAlgorithm {
+    /// `linfa_nn::LinearSearch`: a full scan per query.
     LinearSearch,
+    /// `linfa_nn::KdTree`.
     KdTree,
+    /// `linfa_nn::BallTree`.
     BallTree,
 }
 
+/// A linfa-nn index borrowing the bank it was built on.
+type Tree<'a> = Box<dyn NearestNeighbourIndex<f32> + Send + Sync + 'a>;
+
+self_cell::self_cell!(
+    /// The bank and the linfa-nn index built over it, kept together (linfa-nn's indices
+    /// borrow their points).
+    struct BankTree {
+        owner: Array2<f32>,
+        #[covariant]
+        dependent: Tree,
+    }
+);
+
 /// linfa-nn behind [`NearestNeighborIndex`].
 ///
-/// linfa-nn's indices borrow the points they are built on, so the tree is rebuilt for each
-/// `search` call (one build per batch of queries, `O(n log n)`). Slow at high dimension:
-/// measured 30-60x slower than [`crate::ExactIndex`] at 1536 dims with 16k rows.
-#[derive(Debug, Clone)]
+/// The linfa-nn index (linear scan, k-d tree or ball tree) is built once, when the adapter is
+/// built, over the bank it owns. Slow at high dimension: space-partitioning trees degenerate at
+/// PatchCore's feature widths (docs/COMPONENTS.md has the figures).
 pub struct LinfaIndex {
-    bank: Array2<f32>,
+    tree: BankTree,
     algorithm: LinfaAlgorithm,
+}
+
+impl std::fmt::Debug for LinfaIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinfaIndex")
+            .field("algorithm", &self.algorithm)
+            .field("shape", &self.tree.borrow_owner().shape())
+            .finish()
+    }
 }
 
 impl LinfaIndex {
@@ -38,7 +62,19 @@ impl LinfaIndex {
                 "memory bank holds NaN or infinite values".into(),
             ));
         }
-        Ok(Self { bank, algorithm })
+        let tree = BankTree::try_new(bank, |bank| {
+            match algorithm {
+                LinfaAlgorithm::LinearSearch => LinearSearch::new().from_batch(bank, L2Dist),
+                LinfaAlgorithm::KdTree => KdTree::new().from_batch(bank, L2Dist),
+                LinfaAlgorithm::BallTree => BallTree::new().from_batch(bank, L2Dist),
+            }
+            .map_err(|e| Error::InvalidArgument(format!("linfa-nn build: {e}")))
+        })?;
+        Ok(Self { tree, algorithm })
+    }
+
+    fn bank(&self) -> &Array2<f32> {
+        self.tree.borrow_owner()
     }
 }
 
@@ -52,27 +88,20 @@ impl NearestNeighborIndex for LinfaIndex {
     }
 
     fn len(&self) -> usize {
-        self.bank.nrows()
+        self.bank().nrows()
     }
 
     fn dim(&self) -> usize {
-        self.bank.ncols()
+        self.bank().ncols()
     }
 
     fn row(&self, i: usize) -> ArrayView1<'_, f32> {
-        self.bank.row(i)
+        self.bank().row(i)
     }
 
     fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<Neighbors> {
         let k = check_query(self, &queries, k)?;
-        let build_err =
-            |e: linfa_nn::BuildError| Error::InvalidArgument(format!("linfa-nn build: {e}"));
-        let index = match self.algorithm {
-            LinfaAlgorithm::LinearSearch => LinearSearch::new().from_batch(&self.bank, L2Dist),
-            LinfaAlgorithm::KdTree => KdTree::new().from_batch(&self.bank, L2Dist),
-            LinfaAlgorithm::BallTree => BallTree::new().from_batch(&self.bank, L2Dist),
-        }
-        .map_err(build_err)?;
+        let index = self.tree.borrow_dependent();
         let nq = queries.nrows();
         let rows: Vec<Result<Vec<(f32, usize)>>> = (0..nq)
             .into_par_iter()

@@ -48,9 +48,10 @@ proptest! {
             let kk = k.min(bank.nrows());
             prop_assert_eq!(nn.distances.ncols(), kk);
             for (r, exp) in expect.iter().enumerate() {
-                for j in 0..kk {
+                prop_assert_eq!(exp.len(), kk);
+                for (j, &e) in exp.iter().enumerate() {
                     let got = nn.distances[[r, j]] as f64;
-                    prop_assert!((got - exp[j]).abs() <= 2e-3 * exp[j].max(1.0), "{} row {} rank {}: {} vs {}", index.name(), r, j, got, exp[j]);
+                    prop_assert!((got - e).abs() <= 2e-3 * e.max(1.0), "{} row {} rank {}: {} vs {}", index.name(), r, j, got, e);
                     // The returned index really is at that distance.
                     let i = nn.indices[[r, j]];
                     let d: f64 = bank.row(i).iter().zip(q.row(r).iter()).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
@@ -108,4 +109,31 @@ fn ivf_is_exact_with_every_cell_probed_and_accurate_on_clustered_data() {
         recall >= 0.95,
         "recall@1 {recall} with 4 of 45 cells probed"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Banks past the exact index's 2048-row bank block and queries past its 128-row query
+    /// block: the blocked search must still return the brute-force neighbours.
+    #[test]
+    fn exact_matches_brute_force_past_its_blocks(
+        (bank, q, k) in (2049usize..5000, 129usize..300, 1usize..8, 1usize..10)
+            .prop_flat_map(|(n, nq, d, k)| (mat(n, d), mat(nq, d), Just(k)))
+    ) {
+        let expect = brute(&bank, &q, k);
+        let index = ExactIndex::new(bank.clone()).unwrap();
+        let nn = index.search(q.view(), k).unwrap();
+        for (r, exp) in expect.iter().enumerate() {
+            for (j, e) in exp.iter().enumerate() {
+                let got = nn.distances[[r, j]] as f64;
+                prop_assert!((got - e).abs() <= 2e-3 * e.max(1.0), "row {} rank {}: {} vs {}", r, j, got, e);
+            }
+        }
+        // k = 1 takes its own fast path.
+        let one = index.search(q.view(), 1).unwrap();
+        for (r, exp) in expect.iter().enumerate() {
+            prop_assert!((one.distances[[r, 0]] as f64 - exp[0]).abs() <= 2e-3 * exp[0].max(1.0));
+        }
+    }
 }

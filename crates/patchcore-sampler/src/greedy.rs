@@ -75,6 +75,10 @@ fn greedy_loop(
     }
 }
 
+/// What one piece of a cluster gives: the rows that move to the new centre (row, new
+/// distance), and the largest distance among the rows that stay (distance, row).
+type PieceResult = (Vec<(u32, f32)>, (f32, usize));
+
 const CHUNK: usize = 4096;
 
 /// The pruning test's factor: a row is skipped when `||a(i) - c||^2 >= MARGIN * r(i)^2`, i.e.
@@ -314,7 +318,7 @@ pub fn greedy_k_center_pruned(
                     .collect();
                 // Each piece: rows that move to the new centre (with their new distance), and the
                 // largest distance among the rows that stay.
-                let results: Vec<(Vec<(u32, f32)>, (f32, usize))> = items
+                let results: Vec<PieceResult> = items
                     .par_iter()
                     .map(|&(j, a, b)| {
                         let mut moved = Vec::new();
@@ -455,7 +459,10 @@ pub enum GreedyVariant {
     #[default]
     Pruned,
     /// [`approximate_greedy_k_center`] with this many random start rows (official default 10).
-    Approximate { starts: usize },
+    Approximate {
+        /// Random start rows.
+        starts: usize,
+    },
 }
 
 /// Greedy k-center coreset, as PatchCore's memory-bank reduction (§3.2, eq. 4).
@@ -482,13 +489,23 @@ impl GreedyCoreset {
     /// Runs the selection and returns the whole run (indices, picked distances, radius in
     /// the projected space).
     pub fn run(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<GreedyRun> {
+        self.run_count(features, self.size.resolve(features.nrows()), progress)
+    }
+
+    /// As [`GreedyCoreset::run`], keeping `count` rows (clamped to `1..=n`) whatever `size` says.
+    pub fn run_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<GreedyRun> {
         let n = features.nrows();
         if n == 0 {
             return Err(Error::InvalidArgument(
                 "cannot subsample an empty memory bank".into(),
             ));
         }
-        let k = self.size.resolve(n);
+        let k = count.clamp(1, n);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_5eed);
         let points = self.project(features)?;
         match self.variant {
@@ -517,8 +534,17 @@ impl Sampler for GreedyCoreset {
         }
     }
 
-    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>> {
-        Ok(self.run(features, progress)?.indices)
+    fn size(&self) -> SampleSize {
+        self.size
+    }
+
+    fn select_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<usize>> {
+        Ok(self.run_count(features, count, progress)?.indices)
     }
 }
 

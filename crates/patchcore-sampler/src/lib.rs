@@ -15,13 +15,17 @@
 //! [`gaussian_projection`], and [`covering_radius`] (the quantity greedy k-center minimises
 //! up to a factor 2).
 
+#![warn(missing_docs)]
+
 mod greedy;
+mod params;
 mod projection;
 
 pub use greedy::{
     GreedyCoreset, GreedyRun, GreedyVariant, approximate_greedy_k_center, covering_radius,
     greedy_k_center, greedy_k_center_pruned,
 };
+pub use params::{GreedyAlgorithm, GreedyParams, ProjectionKind, SamplerParams, SizeParams};
 pub use projection::{ProjDim, Projection, gaussian_projection, jl_min_dim, sparse_projection};
 
 use ndarray::ArrayView2;
@@ -74,21 +78,46 @@ impl SampleSize {
 ///
 /// Contract:
 /// * input: `[n, d]` finite features, `n >= 1`;
-/// * output: distinct row indices `< n`, in selection order; the count is the configured
-///   [`SampleSize`] resolved against `n`;
+/// * output: distinct row indices `< n`, in selection order; [`Sampler::select`] keeps
+///   [`Sampler::size`] resolved against `n`, [`Sampler::select_count`] exactly
+///   `count.clamp(1, n)` rows with the same algorithm and seed (merge-and-reduce fitting keeps
+///   a share of each chunk that way, with the sampler it was given);
 /// * deterministic: the same input and configuration (seed included) give the same output;
 /// * errors on empty input.
 pub trait Sampler: Send + Sync {
-    /// Short name for reports, e.g. `greedy_coreset`.
+    /// Short name for reports and model files, e.g. `greedy_coreset`.
     fn name(&self) -> &str;
-    /// Selects rows, reporting progress (one step per selected row).
-    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>>;
+    /// How many rows [`Sampler::select`] keeps.
+    fn size(&self) -> SampleSize;
+    /// Selects `count.clamp(1, n)` rows, reporting progress (one step per selected row).
+    fn select_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<usize>>;
+    /// Selects [`Sampler::size`] rows.
+    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>> {
+        let count = self.size().resolve(features.nrows());
+        self.select_count(features, count, progress)
+    }
+}
+
+fn check_not_empty(features: &ArrayView2<'_, f32>) -> Result<usize> {
+    match features.nrows() {
+        0 => Err(Error::InvalidArgument(
+            "cannot sample from an empty memory bank".into(),
+        )),
+        n => Ok(n),
+    }
 }
 
 /// Seeded uniform sampling without replacement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RandomSampler {
+    /// How many rows to keep.
     pub size: SampleSize,
+    /// Seed of the subset.
     pub seed: u64,
 }
 
@@ -97,14 +126,18 @@ impl Sampler for RandomSampler {
         "random"
     }
 
-    fn select(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<Vec<usize>> {
-        let n = features.nrows();
-        if n == 0 {
-            return Err(Error::InvalidArgument(
-                "cannot sample from an empty memory bank".into(),
-            ));
-        }
-        let k = self.size.resolve(n);
+    fn size(&self) -> SampleSize {
+        self.size
+    }
+
+    fn select_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<usize>> {
+        let n = check_not_empty(&features)?;
+        let k = count.clamp(1, n);
         progress.start(k as u64, "random sampling");
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let idx = sample(&mut rng, n, k).into_vec();
@@ -114,7 +147,8 @@ impl Sampler for RandomSampler {
     }
 }
 
-/// Keeps every row (no subsampling).
+/// Keeps every row (no subsampling): its size is the whole bank, and
+/// [`Sampler::select_count`] keeps the first `count` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IdentitySampler;
 
@@ -123,17 +157,18 @@ impl Sampler for IdentitySampler {
         "identity"
     }
 
-    fn select(
+    fn size(&self) -> SampleSize {
+        SampleSize::Ratio(1.0)
+    }
+
+    fn select_count(
         &self,
         features: ArrayView2<'_, f32>,
+        count: usize,
         _progress: &dyn Progress,
     ) -> Result<Vec<usize>> {
-        if features.nrows() == 0 {
-            return Err(Error::InvalidArgument(
-                "cannot sample from an empty memory bank".into(),
-            ));
-        }
-        Ok((0..features.nrows()).collect())
+        let n = check_not_empty(&features)?;
+        Ok((0..count.clamp(1, n)).collect())
     }
 }
 

@@ -14,7 +14,10 @@ pub enum ProjDim {
     Fixed(usize),
     /// The Johnson-Lindenstrauss bound for `n` points and distortion `eps`
     /// ([`jl_min_dim`], sklearn's `johnson_lindenstrauss_min_dim`).
-    JohnsonLindenstrauss { eps: f64 },
+    JohnsonLindenstrauss {
+        /// Distortion bound in (0, 1).
+        eps: f64,
+    },
 }
 
 /// How the features are projected before greedy distances are computed.
@@ -27,7 +30,12 @@ pub enum Projection {
     /// Sparse entries `±sqrt(1/(density d_out))` with probability `density/2` each, else 0
     /// (Achlioptas 2003 with `density = 1/3`; Li, Hastie & Church 2006 "very sparse" with
     /// `density = 1/sqrt(d_in)`, the default when `density` is `None`; sklearn's scaling).
-    Sparse { dim: ProjDim, density: Option<f64> },
+    Sparse {
+        /// Output width.
+        dim: ProjDim,
+        /// Fraction of non-zero entries; `None` = `1/sqrt(d_in)`.
+        density: Option<f64>,
+    },
 }
 
 /// Minimum JL width keeping all pairwise distances of `n` points within `1 ± eps`:

@@ -10,6 +10,8 @@
 //!   input size, then smoothed by a Gaussian of `sigma` (kernel `2*floor(4 sigma + 0.5) + 1`,
 //!   reflect padding).
 
+#![warn(missing_docs)]
+
 mod map;
 
 pub use map::{gaussian_blur, gaussian_kernel, resize_bilinear, resize_nearest};
@@ -63,23 +65,32 @@ pub enum Upsample {
     Nearest,
 }
 
-/// PatchCore's scorer.
+/// PatchCore's scorer; also the `[scorer]` config section (every key has a default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatchCoreScorer {
-    /// Upsampling of the patch grid to the image.
-    #[serde(default)]
-    pub upsample: Upsample,
     /// Neighbourhood size `k` of eq. 7 (`1` = plain max; anomalib's default is 9).
+    #[serde(default = "d_k")]
     pub num_neighbors: usize,
     /// Gaussian smoothing of the anomaly map, in pixels (the paper: 4). `0` disables it.
+    #[serde(default = "d_sigma")]
     pub sigma: f32,
+    /// Upsampling of the patch grid to the image: "bilinear" (default) or "nearest".
+    #[serde(default)]
+    pub upsample: Upsample,
+}
+fn d_k() -> usize {
+    9
+}
+fn d_sigma() -> f32 {
+    4.0
 }
 
 impl Default for PatchCoreScorer {
     fn default() -> Self {
         Self {
-            num_neighbors: 9,
-            sigma: 4.0,
+            num_neighbors: d_k(),
+            sigma: d_sigma(),
             upsample: Upsample::Bilinear,
         }
     }
@@ -88,20 +99,27 @@ impl Default for PatchCoreScorer {
 impl PatchCoreScorer {
     /// Checked constructor.
     pub fn new(num_neighbors: usize, sigma: f32) -> Result<Self> {
-        if num_neighbors == 0 {
-            return Err(Error::config("scorer.num_neighbors", "must be at least 1"));
-        }
-        if !(sigma >= 0.0 && sigma.is_finite()) {
-            return Err(Error::config(
-                "scorer.sigma",
-                format!("must be >= 0, got {sigma}"),
-            ));
-        }
-        Ok(Self {
+        let s = Self {
             num_neighbors,
             sigma,
             upsample: Upsample::Bilinear,
-        })
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Range checks; errors name the `scorer.*` key.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_neighbors == 0 {
+            return Err(Error::config("scorer.num_neighbors", "must be at least 1"));
+        }
+        if !(self.sigma >= 0.0 && self.sigma.is_finite()) {
+            return Err(Error::config(
+                "scorer.sigma",
+                format!("must be >= 0, got {}", self.sigma),
+            ));
+        }
+        Ok(())
     }
 
     /// Eq. 7 for one image given its worst patch.
