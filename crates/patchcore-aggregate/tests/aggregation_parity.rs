@@ -2,8 +2,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use patchcore_aggregate::{FeatureAggregator, LocallyAware};
-use patchcore_core::ComputeDevice;
-use patchcore_core::fixtures::Fixture;
+use patchcore_device::ComputeDevice;
+use patchcore_testkit::fixtures::Fixture;
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

@@ -56,9 +56,9 @@ struct HostBlock {
 impl HostBlock {
     fn new(b: &Block) -> Result<Self> {
         Ok(Self {
-            expand: b.expand.as_ref().map(ConvBn::host).transpose()?,
-            depthwise: b.depthwise.host()?,
-            project: b.project.host()?,
+            expand: b.expand.as_ref().map(HostConv::from_conv_bn).transpose()?,
+            depthwise: HostConv::from_conv_bn(&b.depthwise)?,
+            project: HostConv::from_conv_bn(&b.project)?,
             residual: b.residual,
         })
     }
@@ -240,12 +240,12 @@ impl EfficientNetLite0 {
         let mut head = (deepest == 8).then_some(head);
         let host = if is_host_device(device) {
             let host = HostNet {
-                stem: stem.host()?,
+                stem: HostConv::from_conv_bn(&stem)?,
                 stages: stages
                     .iter()
                     .map(|blocks| blocks.iter().map(HostBlock::new).collect::<Result<_>>())
                     .collect::<Result<_>>()?,
-                head: head.as_ref().map(ConvBn::host).transpose()?,
+                head: head.as_ref().map(HostConv::from_conv_bn).transpose()?,
             };
             // The host kernels hold their own copy of the weights; drop burn's.
             stages.clear();

@@ -12,11 +12,16 @@
 //! kernels; burn tensors are unwrapped and rebuilt without copying on flex (`into_data` of a
 //! unique contiguous tensor hands over its buffer, `from_data` takes it).
 
+// The GEMMs go through the `gemm` crate's raw-pointer API and the AVX2 paths are
+// `target_feature` functions: every unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
 use burn::tensor::{Device, Tensor, TensorData};
+use ndarray::{ArrayViewMut2, Axis};
 use patchcore_core::{Error, Result};
 use rayon::prelude::*;
 
-use crate::layers::{Act, PaddingMode, pads};
+use crate::layers::{Act, ConvBn, PaddingMode, pads};
 
 /// A feature map in a plain row-major `[n, c, h, w]` buffer.
 #[derive(Debug, Clone)]
@@ -59,6 +64,7 @@ pub(crate) fn is_host_device(device: &Device) -> bool {
 }
 
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // the explicit compares are what the kernels were tuned with
 fn activate(v: f32, act: Act) -> f32 {
     // Comparisons are false for NaN, so NaN passes through as in burn's clamp and relu.
     match act {
@@ -82,13 +88,6 @@ fn activate(v: f32, act: Act) -> f32 {
     }
 }
 
-/// Raw output pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a disjoint set of elements (its own column block).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// A folded convolution's weights on the host.
 #[derive(Debug, Clone)]
 pub(crate) struct HostConv {
@@ -104,6 +103,26 @@ pub(crate) struct HostConv {
 }
 
 impl HostConv {
+    /// The same convolution as a burn-side [`ConvBn`], for the host kernels.
+    pub(crate) fn from_conv_bn(conv: &ConvBn) -> Result<Self> {
+        let (weight, bias, kernel, stride, groups, act) = conv.parts();
+        let [cout, cin_per_group, _, _] = weight.dims();
+        let read = |t: TensorData| {
+            t.try_into_vec::<f32>()
+                .map_err(|e| Error::Shape(format!("convolution weights are not f32: {e:?}")))
+        };
+        Self::new(
+            read(weight.clone().into_data())?,
+            read(bias.clone().into_data())?,
+            cin_per_group * groups,
+            cout,
+            kernel,
+            stride,
+            groups,
+            act,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         weight: Vec<f32>,
@@ -297,35 +316,45 @@ impl HostConv {
         let threads = rayon::current_num_threads().max(1);
         // Column blocks: a few per thread; the cout x block tile stays in L2 for the epilogue.
         let block = (hw.div_ceil(threads * 2).div_ceil(16) * 16).clamp(64, 1024);
-        let blocks = hw.div_ceil(block);
-        let dst = OutPtr(out.as_mut_ptr());
-        (0..x.n * blocks).into_par_iter().for_each(|task| {
-            let dst = dst;
-            let (img, b) = (task / blocks, task % blocks);
-            let c0 = b * block;
-            let nc = block.min(hw - c0);
-            let src = &x.data[img * cin * hw..(img + 1) * cin * hw];
-            let base = img * cout * hw + c0;
-            // SAFETY: dst + base addresses rows of `hw` floats of image `img`; this task
-            // writes columns c0..c0+nc of each of its cout rows, which no other task touches;
-            // lhs is the cout x cin weight matrix, rhs the cin x nc column block of `src`.
-            unsafe {
-                weights_times(
-                    (cout, nc, cin),
-                    dst.0.add(base),
-                    hw,
-                    self.weight.as_ptr(),
-                    src.as_ptr().add(c0),
-                    hw,
-                    gemm::Parallelism::None,
-                );
-                for o in 0..cout {
-                    let row = std::slice::from_raw_parts_mut(dst.0.add(base + o * hw), nc);
-                    let res = residual.map(|r| &r.data[base + o * hw..base + o * hw + nc]);
-                    epilogue(row, self.bias[o], self.act, res);
-                }
-            }
-        });
+        // Each image's output is a cout x hw matrix; its column blocks are disjoint strided
+        // views, split safely by ndarray and processed in parallel.
+        out.par_chunks_mut(cout * hw)
+            .zip(x.data.par_chunks(cin * hw))
+            .enumerate()
+            .for_each(|(img, (out_img, src))| {
+                let mut view = ArrayViewMut2::from_shape((cout, hw), out_img)
+                    .expect("cout x hw output per image");
+                view.axis_chunks_iter_mut(Axis(1), block)
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(b, mut tile)| {
+                        let c0 = b * block;
+                        let nc = tile.ncols();
+                        // SAFETY: `tile` is the cout x nc column block starting at column c0
+                        // of this image's output (row stride hw), borrowed by this task alone;
+                        // lhs is the cout x cin weight matrix, rhs the cin x nc column block
+                        // of `src` (row stride hw) starting at column c0.
+                        unsafe {
+                            weights_times(
+                                (cout, nc, cin),
+                                tile.as_mut_ptr(),
+                                hw,
+                                self.weight.as_ptr(),
+                                src.as_ptr().add(c0),
+                                hw,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        let base = img * cout * hw + c0;
+                        for (o, mut row) in tile.rows_mut().into_iter().enumerate() {
+                            let row = row
+                                .as_slice_mut()
+                                .expect("a row of a column block is contiguous");
+                            let res = residual.map(|r| &r.data[base + o * hw..base + o * hw + nc]);
+                            epilogue(row, self.bias[o], self.act, res);
+                        }
+                    });
+            });
         Ok(HostMap {
             data: out,
             n: x.n,
@@ -665,7 +694,7 @@ mod tests {
     use super::*;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
-    use patchcore_core::lcg_matrix;
+    use patchcore_testkit::lcg_matrix;
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
         lcg_matrix(1, n, seed).into_raw_vec_and_offset().0

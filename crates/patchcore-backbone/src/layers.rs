@@ -99,18 +99,12 @@ impl ConvBn {
         })
     }
 
-    /// The same convolution for the host kernels (pointwise or depthwise only).
-    pub(crate) fn host(&self) -> Result<crate::host::HostConv> {
-        let [cout, cin_per_group, _, _] = self.weight.dims();
-        let read = |t: TensorData| {
-            t.try_into_vec::<f32>()
-                .map_err(|e| Error::Shape(format!("convolution weights are not f32: {e:?}")))
-        };
-        crate::host::HostConv::new(
-            read(self.weight.clone().into_data())?,
-            read(self.bias.clone().into_data())?,
-            cin_per_group * self.groups,
-            cout,
+    /// The folded weights `[cout, cin / groups, k, k]` and bias, with the geometry and
+    /// activation: what the host kernels are built from.
+    pub(crate) fn parts(&self) -> (&Tensor<4>, &Tensor<1>, usize, usize, usize, Act) {
+        (
+            &self.weight,
+            &self.bias,
             self.kernel,
             self.stride,
             self.groups,

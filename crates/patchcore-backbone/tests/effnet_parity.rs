@@ -3,8 +3,8 @@
 use burn::tensor::{Tensor, TensorData};
 use patchcore_backbone::weights::default_cache_dir;
 use patchcore_backbone::{Backbone, EfficientNetLite0, PaddingMode, TensorMap, WeightsSource};
-use patchcore_core::ComputeDevice;
-use patchcore_core::fixtures::{Fixture, rel_errors};
+use patchcore_device::ComputeDevice;
+use patchcore_testkit::fixtures::{Fixture, rel_errors};
 
 const ALL: [&str; 9] = [
     "stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "blocks.6",

@@ -3,8 +3,10 @@
 
 use burn::tensor::{Tensor, TensorData};
 use patchcore_backbone::{Backbone, BlockKind, ResNet, ResNetSpec, TensorMap};
-use patchcore_core::fixtures::{Fixture, rel_errors};
-use patchcore_core::{ComputeDevice, Error, shared_dir};
+use patchcore_core::Error;
+use patchcore_device::ComputeDevice;
+use patchcore_testkit::fixtures::{Fixture, rel_errors};
+use patchcore_testkit::shared_dir;
 
 fn tiny(block: BlockKind, wpg: usize) -> ResNetSpec {
     ResNetSpec {

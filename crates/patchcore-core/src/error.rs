@@ -9,26 +9,53 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
     /// An image or mask could not be decoded or has unusable content.
     #[error("image {path}: {message}")]
-    Image { path: PathBuf, message: String },
+    Image {
+        /// The image or mask file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A weights file is missing, corrupt, or does not match the architecture.
     #[error("weights {path}: {message}")]
-    Weights { path: PathBuf, message: String },
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A fitted-model file is corrupt, truncated, of another format version, or does not match
     /// what it is used with.
     #[error("model {path}: {message}")]
-    Model { path: PathBuf, message: String },
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A configuration value is invalid. `key` is the dotted config key.
     #[error("config key `{key}`: {message}")]
-    Config { key: String, message: String },
+    Config {
+        /// The dotted config key, e.g. `sampler.ratio`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
     /// A data set does not have the expected layout or content.
     #[error("data set {path}: {message}")]
-    Dataset { path: PathBuf, message: String },
+    Dataset {
+        /// The data set folder or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Tensor shapes passed between components do not fit together.
     #[error("shape mismatch: {0}")]
     Shape(String),

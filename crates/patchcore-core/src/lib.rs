@@ -1,61 +1,26 @@
-//! Shared types of patchcore-rs.
+//! Shared types of patchcore-rs, free of any tensor framework.
 //!
-//! Every component crate (backbone, aggregator, sampler, nearest-neighbour index, scorer)
-//! speaks in the types defined here, so that each can be used alone by a downstream crate:
+//! Every component crate (sampler, nearest-neighbour index, scorer, metrics, data) speaks in
+//! the types defined here, so that each can be used alone by a downstream crate without
+//! compiling burn:
 //!
 //! * [`Error`] / [`Result`]: the one error type, with messages a user can act on.
 //! * [`PatchFeatures`]: a batch of patch-feature grids, `[batch * height * width, dim]` rows in
 //!   row-major grid order (row = `b*H*W + y*W + x`), the hand-off from aggregation to the
 //!   memory bank and the scorer.
-//! * [`ComputeDevice`]: which burn backend runs tensor work (`flex` or `ndarray`).
-//! * [`shared_dir`]: where the out-of-repo data sets and reference fixtures live.
+//! * [`Progress`]: the progress sink long operations report to.
+//! * [`io::write_atomic`]: atomic file writes.
+//!
+//! The burn device choice lives in `patchcore-device`; test support (fixture reader,
+//! synthetic matrices, the shared-folder lookup) in the unpublished `patchcore-testkit`.
 
-mod device;
+#![warn(missing_docs)]
+
 mod error;
 mod features;
-pub mod fixtures;
 pub mod io;
 mod progress;
 
-pub use device::ComputeDevice;
 pub use error::{Error, Result};
 pub use features::PatchFeatures;
 pub use progress::{NoProgress, Progress};
-
-use std::path::PathBuf;
-
-/// A deterministic `[rows, cols]` matrix of values in `[-0.5, 0.5)` from a 64-bit LCG
-/// seeded with `seed`: cheap reproducible inputs for benchmarks (no RNG dependency).
-pub fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> ndarray::Array2<f32> {
-    let mut s = seed;
-    ndarray::Array2::from_shape_fn((rows, cols), |_| {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    })
-}
-
-/// Environment variable that overrides the location of the shared data folder.
-pub const SHARED_DIR_ENV: &str = "PATCHCORE_SHARED_DIR";
-
-/// The folder holding `datasets/` and `fixtures/` (never part of the repository).
-///
-/// `$PATCHCORE_SHARED_DIR` if set; else `shared/` beside the workspace root found by walking up
-/// from the current directory (the folder holding `Cargo.lock`; tests run inside the
-/// workspace); else `../shared` beside the workspace this crate was compiled in.
-pub fn shared_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os(SHARED_DIR_ENV) {
-        return PathBuf::from(p);
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        for dir in cwd.ancestors() {
-            if dir.join("Cargo.lock").is_file() {
-                if let Some(parent) = dir.parent() {
-                    return parent.join("shared");
-                }
-            }
-        }
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}

@@ -1,8 +1,8 @@
 //! Decoding, crop and normalisation against `fixtures/effnet_lite0.safetensors` (`input.*`).
 
-use patchcore_core::fixtures::Fixture;
-use patchcore_core::shared_dir;
 use patchcore_data::{Geometry, MvtecCategory, load_rgb};
+use patchcore_testkit::fixtures::Fixture;
+use patchcore_testkit::shared_dir;
 
 #[test]
 fn preprocessing_matches_reference() {

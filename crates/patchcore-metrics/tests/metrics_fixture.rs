@@ -1,7 +1,40 @@
-//! Image and pixel AUROC against sklearn (`fixtures/metrics.safetensors`), to 1e-6.
+//! Image and pixel AUROC, AUPR, F1-max and AUPRO against sklearn and anomalib
+//! (`fixtures/metrics.safetensors`), to 1e-6.
 
-use patchcore_core::fixtures::Fixture;
+/// `sklearn.metrics.average_precision_score` (scikit-learn 1.9.1, numpy 2.4.6) of the fixture's
+/// `image.labels` / `image.scores`, and of `pixel.masks` / `pixel.maps` flattened: computed
+/// with that script on the stored tensors (the fixture itself does not carry AP).
+const IMAGE_AP_SKLEARN: f64 = 0.7229950205071515;
+const PIXEL_AP_SKLEARN: f64 = 0.1403648981006569;
+
+/// Average precision from its definition, `sum_t (R(t) - R(t_prev)) P(t)` over the distinct
+/// scores t in descending order, positives being `score >= t`: an independent check of the
+/// crate's sorted-sweep implementation, ties included.
+fn average_precision_by_definition(scores: &[f32], labels: &[bool]) -> f64 {
+    let mut thresholds: Vec<f32> = scores.to_vec();
+    thresholds.sort_by(|a, b| b.total_cmp(a));
+    thresholds.dedup();
+    let p = labels.iter().filter(|l| **l).count() as f64;
+    let (mut ap, mut prev_recall) = (0.0, 0.0);
+    for t in thresholds {
+        let (mut tp, mut pp) = (0.0, 0.0);
+        for (s, l) in scores.iter().zip(labels) {
+            if *s >= t {
+                pp += 1.0;
+                if *l {
+                    tp += 1.0;
+                }
+            }
+        }
+        let recall = tp / p;
+        ap += (recall - prev_recall) * (tp / pp);
+        prev_recall = recall;
+    }
+    ap
+}
+
 use patchcore_metrics::auroc;
+use patchcore_testkit::fixtures::Fixture;
 
 #[test]
 fn image_auroc_matches_sklearn() {
@@ -53,7 +86,26 @@ fn image_aupr_and_f1max_match_sklearn() {
     let p = labels.iter().filter(|l| **l).count() as f64;
     let f1_at = 2.0 * (tp / pp) * (tp / p) / (tp / pp + tp / p);
     assert!((f1_at - m.f1_max).abs() < 1e-12);
-    assert!(m.aupr > 0.0 && m.aupr <= 1.0);
+    assert!(
+        (m.aupr - IMAGE_AP_SKLEARN).abs() <= 1e-6,
+        "AUPR {} vs sklearn {IMAGE_AP_SKLEARN}",
+        m.aupr
+    );
+    let by_def = average_precision_by_definition(&scores, &labels);
+    assert!(
+        (m.aupr - by_def).abs() <= 1e-9,
+        "AUPR {} vs definition {by_def}",
+        m.aupr
+    );
+    // Ties: scores rounded to one decimal form plateaus, which must count as one threshold.
+    let coarse: Vec<f32> = scores.iter().map(|s| (s * 10.0).round() / 10.0).collect();
+    let m = image_metrics(&coarse, &labels).unwrap();
+    let by_def = average_precision_by_definition(&coarse, &labels);
+    assert!(
+        (m.aupr - by_def).abs() <= 1e-9,
+        "tied AUPR {} vs {by_def}",
+        m.aupr
+    );
 }
 
 #[test]
@@ -79,4 +131,9 @@ fn pixel_metrics_match_sklearn_and_anomalib_aupro() {
     check("pixel.f1max_sklearn", m.f1_max);
     check("pixel.aupro_reference", m.aupro);
     check("pixel.aupro_anomalib", m.aupro);
+    assert!(
+        (m.aupr - PIXEL_AP_SKLEARN).abs() <= 1e-6,
+        "pixel AUPR {} vs sklearn {PIXEL_AP_SKLEARN}",
+        m.aupr
+    );
 }

@@ -2,8 +2,8 @@
 
 use ndarray::Array2;
 use patchcore_core::NoProgress;
-use patchcore_core::fixtures::Fixture;
 use patchcore_sampler::{covering_radius, greedy_k_center, greedy_k_center_pruned};
+use patchcore_testkit::fixtures::Fixture;
 
 fn points(fx: &Fixture, name: &str) -> Array2<f32> {
     let a = fx.f32(name).unwrap();

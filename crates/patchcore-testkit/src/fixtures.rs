@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::{Error, Result};
+use patchcore_core::{Error, Result};
 
 /// A safetensors file held in memory.
 pub struct Fixture {
@@ -18,7 +18,9 @@ pub struct Fixture {
 /// Tensor values with their shape.
 #[derive(Debug, Clone)]
 pub struct Array<T> {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Values in row-major order.
     pub values: Vec<T>,
 }
 
@@ -76,6 +78,7 @@ impl Fixture {
         Ok(st.names().into_iter().map(|s| s.to_string()).collect())
     }
 
+    /// Tensor `name` as float32 (an error for another dtype).
     pub fn f32(&self, name: &str) -> Result<Array<f32>> {
         let (shape, b) = self.view(name, Dtype::F32)?;
         let values = b
@@ -85,6 +88,7 @@ impl Fixture {
         Ok(Array { shape, values })
     }
 
+    /// Tensor `name` as float64.
     pub fn f64(&self, name: &str) -> Result<Array<f64>> {
         let (shape, b) = self.view(name, Dtype::F64)?;
         let values = b
@@ -94,6 +98,7 @@ impl Fixture {
         Ok(Array { shape, values })
     }
 
+    /// Tensor `name` as int64.
     pub fn i64(&self, name: &str) -> Result<Array<i64>> {
         let (shape, b) = self.view(name, Dtype::I64)?;
         let values = b
@@ -103,6 +108,7 @@ impl Fixture {
         Ok(Array { shape, values })
     }
 
+    /// Tensor `name` as int32.
     pub fn i32(&self, name: &str) -> Result<Array<i32>> {
         let (shape, b) = self.view(name, Dtype::I32)?;
         let values = b
@@ -112,6 +118,7 @@ impl Fixture {
         Ok(Array { shape, values })
     }
 
+    /// Tensor `name` as uint8.
     pub fn u8(&self, name: &str) -> Result<Array<u8>> {
         let (shape, values) = self.view(name, Dtype::U8)?;
         Ok(Array { shape, values })

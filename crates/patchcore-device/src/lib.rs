@@ -1,9 +1,15 @@
+//! Which burn backend and device runs the tensor work of patchcore-rs.
+//!
+//! Only the crates that hold tensors (backbone, aggregation, the pipeline) need this crate; the
+//! component crates after aggregation (sampler, index, scorer, metrics) never see burn.
+
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::str::FromStr;
 
+use patchcore_core::Error;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::Error;
 
 /// The burn backend (and device) that runs tensor work: backbone and aggregation.
 ///
