@@ -11,9 +11,65 @@ use patchcore_backbone::weights::default_cache_dir;
 use patchcore_backbone::{
     Backbone, EfficientNetLite0, PaddingMode, ResNet, ResNetSpec, TensorMap, WeightsSource,
 };
-use patchcore_core::{ComputeDevice, NoProgress, Result, lcg_matrix};
+use patchcore_core::{NoProgress, Result};
+use patchcore_device::ComputeDevice;
 use patchcore_nn::{ExactIndex, NearestNeighborIndex};
 use patchcore_sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
+use patchcore_testkit::lcg_matrix;
+
+/// The command line of `patchcore bench`.
+pub struct Args {
+    pub archs: Vec<String>,
+    pub devices: Vec<String>,
+    pub batches: Vec<usize>,
+    pub min_time: f64,
+    pub suite: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub data_root: Option<std::path::PathBuf>,
+    pub category: String,
+    pub ratios: Vec<f64>,
+    pub plain_up_to: f64,
+}
+
+/// Runs the suite `args.suite` names.
+pub fn dispatch(a: &Args) -> Result<()> {
+    let root = || {
+        a.data_root
+            .clone()
+            .unwrap_or_else(|| patchcore_testkit::shared_dir().join("datasets/mvtec_ad_256"))
+    };
+    match a.suite.as_str() {
+        "samplers" => samplers(a.rows, a.cols),
+        "growth" => growth(&[10, 50, 200, 1000]),
+        "growth-one" => {
+            let dir = a.data_root.as_deref().ok_or_else(|| {
+                patchcore_core::Error::InvalidArgument("growth-one needs --data-root".into())
+            })?;
+            growth_one(dir, a.rows)
+        }
+        "latency" => latency(
+            &root(),
+            &a.category,
+            &crate::parse_devices(&a.devices)?,
+            &a.batches,
+            a.min_time,
+        ),
+        "coreset" => coreset(&root(), &a.category, &a.ratios, a.plain_up_to),
+        "indices" => indices(a.min_time),
+        "components" | "backbones" => run(
+            &a.archs,
+            &crate::parse_devices(&a.devices)?,
+            &a.batches,
+            a.min_time,
+            a.suite == "components",
+        ),
+        other => Err(patchcore_core::Error::InvalidArgument(format!(
+            "unknown --suite `{other}`; allowed: components, backbones, samplers, coreset, \
+             indices, latency, growth"
+        ))),
+    }
+}
 
 /// Runs `f` once to warm up, then until `min_time` has passed (at least `min_runs` times);
 /// returns the median seconds per run.
@@ -117,6 +173,9 @@ pub fn run(
     let a = lcg_matrix(n, n, 1);
     let bm = lcg_matrix(n, n, 2);
     let mut c = vec![0f32; n * n];
+    #[allow(unsafe_code)]
+    // SAFETY: `c`, `a` and `bm` are n x n row-major (row stride n, column stride 1), as passed;
+    // `c` is written by this call alone.
     let secs = time_it(3, min_time, || unsafe {
         gemm::gemm(
             n,
@@ -173,6 +232,47 @@ pub fn run(
             secs * 1e3,
             100.0 * gf / peak
         );
+    }
+    Ok(())
+}
+
+/// Every index of `patchcore-nn` on the same banks and queries: build time once, then the
+/// search time of a batch of queries at k = 1 (patch scores) and k = 9 (eq. 7's support).
+/// Banks are clustered like real patch features (`clustered`), at PatchCore's widths.
+pub fn indices(min_time: f64) -> Result<()> {
+    use patchcore_nn::{IndexBuilder, IndexParams, IvfParams};
+    let min_time = Duration::from_secs_f64(min_time);
+    println!("## Nearest-neighbour indices (build once, then search)\n");
+    println!("| index | bank | queries | build (ms) | search k=1 (ms) | search k=9 (ms) |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (nb, dim, nq) in [(1_640, 152, 784), (16_384, 152, 784), (4_096, 1536, 784)] {
+        let bank = clustered(nb, dim, 64, 3);
+        let queries = clustered(nq, dim, 64, 5);
+        let params = [
+            IndexParams::Exact {},
+            IndexParams::Ivf(IvfParams::default()),
+            IndexParams::LinfaLinear {},
+            IndexParams::LinfaKdtree {},
+            IndexParams::LinfaBalltree {},
+        ];
+        for p in params {
+            let t = Instant::now();
+            let index = p.build(bank.clone())?;
+            let build = t.elapsed().as_secs_f64();
+            let k1 = time_it(1, min_time, || {
+                index.search(queries.view(), 1).expect("search");
+            });
+            let k9 = time_it(1, min_time, || {
+                index.search(queries.view(), 9).expect("search");
+            });
+            println!(
+                "| {} | {nb} x {dim} | {nq} | {:.1} | {:.1} | {:.1} |",
+                p.name(),
+                build * 1e3,
+                k1 * 1e3,
+                k9 * 1e3
+            );
+        }
     }
     Ok(())
 }

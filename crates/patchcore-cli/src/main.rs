@@ -1,6 +1,7 @@
 //! `patchcore`: fit and evaluate PatchCore from a config file.
 
 mod bench;
+mod evaluate;
 mod predict;
 
 use std::io::IsTerminal;
@@ -8,10 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use patchcore_core::ComputeDevice;
-use patchcore_data::synthetic::{SyntheticSpec, generate};
-use patchcore_pipeline::config::DataSource;
-use patchcore_pipeline::{Config, EvaluateOptions, evaluate};
+use patchcore_device::ComputeDevice;
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +27,7 @@ enum Command {
     /// Fit on train/good of each category, score test/, write report.json and report.md.
     ///
     /// Without --data-root, a deterministic synthetic data set in the MVTec AD layout is
-    /// generated under <output>/synthetic-data and evaluated (the demo).
+    /// generated under `<output>/synthetic-data` and evaluated (the demo).
     Evaluate {
         /// Experiment config (TOML). Default: the compiled-in configs/mvtec_effnet_lite0.toml.
         #[arg(long)]
@@ -67,7 +65,8 @@ enum Command {
         min_time: f64,
         /// What to run: "components" (backbones, coreset, k-NN), "backbones" (the backbone
         /// table alone, e.g. under a profiler), "samplers" (every sampler
-        /// on --rows x --cols clustered features), "coreset" (plain vs pruned greedy on the
+        /// on --rows x --cols clustered features), "indices" (every k-NN index: build and
+        /// search times), "coreset" (plain vs pruned greedy on the
         /// real training features of --data-root / --category), "latency" (the predict path
         /// per --device and --batch, fitted on --category) or "growth" (fit time and peak
         /// memory for 10, 50, 200, 1000 synthetic training images).
@@ -196,36 +195,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             }
             Ok(())
         }
-        Command::Conformance { devices, json } => {
-            use patchcore_pipeline::conformance;
-            let devices: Vec<ComputeDevice> = if devices.is_empty() {
-                ComputeDevice::compiled_cpu()
-            } else {
-                devices
-                    .iter()
-                    .map(|d| d.parse())
-                    .collect::<patchcore_core::Result<_>>()?
-            };
-            let mut checks = Vec::new();
-            for d in devices {
-                eprintln!("conformance on {d} ...");
-                checks.extend(conformance::run(d)?);
-            }
-            print!("{}", conformance::table(&checks));
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&checks)
-                    .map_err(|e| patchcore_core::Error::InvalidArgument(e.to_string()))?;
-                patchcore_core::io::write_atomic(&path, text.as_bytes())?;
-            }
-            let failed = checks.iter().filter(|c| !c.passed()).count();
-            if failed > 0 {
-                return Err(patchcore_core::Error::InvalidArgument(format!(
-                    "{failed} of {} conformance checks failed",
-                    checks.len()
-                )));
-            }
-            Ok(())
-        }
+        Command::Conformance { devices, json } => conformance(&devices, json.as_deref()),
         Command::Bench {
             archs,
             devices,
@@ -238,44 +208,19 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             category,
             ratios,
             plain_up_to,
-        } => {
-            if suite == "samplers" {
-                return bench::samplers(rows, cols);
-            }
-            if suite == "growth" {
-                return bench::growth(&[10, 50, 200, 1000]);
-            }
-            if suite == "growth-one" {
-                let dir = data_root.ok_or_else(|| {
-                    patchcore_core::Error::InvalidArgument("growth-one needs --data-root".into())
-                })?;
-                return bench::growth_one(&dir, rows);
-            }
-            if suite == "latency" {
-                let root = data_root
-                    .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
-                let devices: Vec<ComputeDevice> = devices
-                    .iter()
-                    .map(|d| d.parse())
-                    .collect::<patchcore_core::Result<_>>()?;
-                return bench::latency(&root, &category, &devices, &batches, min_time);
-            }
-            if suite == "coreset" {
-                let root = data_root
-                    .unwrap_or_else(|| patchcore_core::shared_dir().join("datasets/mvtec_ad_256"));
-                return bench::coreset(&root, &category, &ratios, plain_up_to);
-            }
-            if suite != "components" && suite != "backbones" {
-                return Err(patchcore_core::Error::InvalidArgument(format!(
-                    "unknown --suite `{suite}`; allowed: components, backbones, samplers, coreset, latency, growth"
-                )));
-            }
-            let devices: Vec<ComputeDevice> = devices
-                .iter()
-                .map(|d| d.parse())
-                .collect::<patchcore_core::Result<_>>()?;
-            bench::run(&archs, &devices, &batches, min_time, suite == "components")
-        }
+        } => bench::dispatch(&bench::Args {
+            archs,
+            devices,
+            batches,
+            min_time,
+            suite,
+            rows,
+            cols,
+            data_root,
+            category,
+            ratios,
+            plain_up_to,
+        }),
         Command::Evaluate {
             config,
             data_root,
@@ -283,103 +228,49 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             output,
             quiet,
             train_limit,
-        } => {
-            let mut cfg = match &config {
-                Some(p) => Config::from_file(p)?,
-                None => Config::default_experiment()?,
-            };
-            if let Some(k) = train_limit {
-                cfg.data.train_limit = k;
-            }
-            let mvtec = cfg.data.source == DataSource::Mvtec;
-            if !mvtec && (data_root.is_some() || !categories.is_empty()) {
-                return Err(patchcore_core::Error::config(
-                    "data.source",
-                    "--data-root and --category apply to the \"mvtec\" source; this config reads \
-                     its data from data.folder / data.manifest",
-                ));
-            }
-            let (data_root, categories) = match data_root {
-                Some(d) => (d, categories),
-                None if !mvtec => (PathBuf::new(), vec![]),
-                None => {
-                    let spec = SyntheticSpec::default();
-                    let root = output.join("synthetic-data");
-                    tracing::info!(
-                        "no --data-root: generating the synthetic demo data set in {}",
-                        root.display()
-                    );
-                    generate(&root, &spec)?;
-                    (root, vec![spec.category])
-                }
-            };
-            let report = evaluate(
-                &cfg,
-                &EvaluateOptions {
-                    data_root,
-                    categories,
-                    output: Some(output.clone()),
-                    quiet,
-                },
-            )?;
-            for (name, rows) in &report.low_shot {
-                for r in rows {
-                    println!(
-                        "{name:<24} k={:<4} image AUROC {:.4} ± {:.4}   pixel AUROC {}",
-                        r.shots,
-                        r.image_auroc.mean,
-                        r.image_auroc.std,
-                        r.pixel_auroc
-                            .as_ref()
-                            .map(|p| format!("{:.4} ± {:.4}", p.mean, p.std))
-                            .unwrap_or_else(|| "absent".into())
-                    );
-                }
-            }
-            if report.categories.is_empty() {
-                println!(
-                    "reports: {}, {} and {}",
-                    output.join("report.json").display(),
-                    output.join("report.md").display(),
-                    output.join("report.html").display()
-                );
-                return Ok(());
-            }
-            println!(
-                "{:<24} {:>12} {:>12} {:>9} {:>14}",
-                "category", "image AUROC", "pixel AUROC", "fit (s)", "infer (ms/img)"
-            );
-            for (name, c) in &report.categories {
-                println!(
-                    "{:<24} {:>12.4} {:>12} {:>9.1} {:>14.1}",
-                    name,
-                    c.image_auroc,
-                    c.pixel_auroc
-                        .map(|p| format!("{p:.4}"))
-                        .unwrap_or_else(|| "absent".into()),
-                    c.fit_seconds,
-                    c.infer_ms_per_image
-                );
-            }
-            let (img, pix) = report.mean();
-            let pix = pix
-                .map(|p| format!("{p:.4}"))
-                .unwrap_or_else(|| "absent".into());
-            println!("{:<24} {:>12.4} {:>12}", "mean", img, pix);
-            for (name, c) in &report.categories {
-                if let Some(why) = &c.pixel_metrics_absent {
-                    println!("{name}: pixel metrics absent: {why}");
-                }
-            }
-            println!(
-                "reports: {}, {} and {}",
-                output.join("report.json").display(),
-                output.join("report.md").display(),
-                output.join("report.html").display()
-            );
-            Ok(())
-        }
+        } => evaluate::run(&evaluate::Args {
+            config,
+            data_root,
+            categories,
+            output,
+            quiet,
+            train_limit,
+        }),
     }
+}
+
+/// Parses device names (`flex`, `cuda:0`, ...).
+fn parse_devices(names: &[String]) -> patchcore_core::Result<Vec<ComputeDevice>> {
+    names.iter().map(|d| d.parse()).collect()
+}
+
+/// `patchcore conformance`: the backend parity suite on each device; fails if any check does.
+fn conformance(devices: &[String], json: Option<&std::path::Path>) -> patchcore_core::Result<()> {
+    use patchcore_testkit::conformance;
+    let devices = if devices.is_empty() {
+        ComputeDevice::compiled_cpu()
+    } else {
+        parse_devices(devices)?
+    };
+    let mut checks = Vec::new();
+    for d in devices {
+        eprintln!("conformance on {d} ...");
+        checks.extend(conformance::run(d)?);
+    }
+    print!("{}", conformance::table(&checks));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&checks)
+            .map_err(|e| patchcore_core::Error::InvalidArgument(e.to_string()))?;
+        patchcore_core::io::write_atomic(path, text.as_bytes())?;
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if failed > 0 {
+        return Err(patchcore_core::Error::InvalidArgument(format!(
+            "{failed} of {} conformance checks failed",
+            checks.len()
+        )));
+    }
+    Ok(())
 }
 
 /// mimalloc keeps freed pages for reuse: every forward pass allocates and frees the same

@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use patchcore_core::{ComputeDevice, Error, Progress, Result};
+use patchcore_core::{Error, Progress, Result};
 use patchcore_data::{Geometry, load_rgb_with};
+use patchcore_device::ComputeDevice;
 use patchcore_pipeline::config::DataSource;
 use patchcore_pipeline::progress::Bar;
 use patchcore_pipeline::{Config, FitOptions, LoadOptions, PatchCore, fit_model, heatmap_overlay};
@@ -137,7 +138,14 @@ pub fn predict(
     quiet: bool,
 ) -> Result<usize> {
     let device: Option<ComputeDevice> = device.map(|d| d.parse()).transpose()?;
-    let mut model = PatchCore::load_with(model_path, &LoadOptions { device, weights })?;
+    let mut model = PatchCore::load_with(
+        model_path,
+        LoadOptions {
+            device,
+            weights,
+            ..Default::default()
+        },
+    )?;
     let header = model.header()?;
     if let Some(t) = threshold {
         model.threshold = Some(patchcore_pipeline::model_file::Threshold {
@@ -153,16 +161,16 @@ pub fn predict(
     }
     let bar = Bar::new(quiet);
     bar.start(paths.len() as u64, "scoring");
-    let geometry: Geometry = model.geometry;
+    let geometry: Geometry = model.geometry();
     let map_dir = output.map(|o| o.join("maps"));
     let mut records = Vec::with_capacity(paths.len());
     let mut failures = 0;
     let stdout = std::io::stdout();
-    for chunk in paths.chunks(model.batch_size) {
+    for chunk in paths.chunks(model.batch_size()) {
         // Decode in parallel; a bad file is reported and skipped, the rest still scored.
         let decoded: Vec<(PathBuf, Result<image::RgbImage>)> = chunk
             .par_iter()
-            .map(|p| (p.clone(), load_rgb_with(p, &model.limits)))
+            .map(|p| (p.clone(), load_rgb_with(p, &model.limits())))
             .collect();
         let (mut good, mut images) = (Vec::new(), Vec::new());
         for (p, r) in decoded {

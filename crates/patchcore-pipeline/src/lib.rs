@@ -7,22 +7,26 @@
 //!   `report.json` and `report.md`.
 //! * [`fit_model()`] and [`model_file`]: fit once, save a `.patchcore` file, and
 //!   [`PatchCore::load`] it elsewhere to score new images.
-//! * [`conformance`]: the same parity checks against every compiled burn backend.
+
+#![warn(missing_docs)]
 
 pub mod config;
-pub mod conformance;
-mod evaluate;
-mod html;
-mod model;
-pub mod model_file;
+pub mod model;
 pub mod progress;
-mod report;
+pub mod protocol;
+pub mod report;
+pub mod results;
 
 pub use config::Config;
-pub use evaluate::{
-    BackboneReport, CategoryResult, EvaluateOptions, FitOptions, FittedCategory, LowShotResult,
-    Report, Spread, combine_members, evaluate, fit_model, full_resolution_map, open_categories,
+pub use model::file as model_file;
+pub use model::{
+    FitStats, FittedOn, LoadOptions, PatchCore, PatchCoreBuilder, Prediction, StageTimes,
+    WeightsInfo,
 };
-pub use html::heatmap_overlay;
-pub use model::{FitStats, LoadOptions, PatchCore, Prediction, StageTimes, WeightsInfo};
+pub use protocol::{
+    EvaluateOptions, FitOptions, FittedCategory, combine_members, evaluate, evaluate_with,
+    fit_model, full_resolution_map, open_categories,
+};
+pub use report::html::heatmap_overlay;
 pub use report::peak_rss_bytes;
+pub use results::{BackboneReport, CategoryResult, LowShotResult, Report, Spread};

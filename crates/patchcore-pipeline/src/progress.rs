@@ -13,6 +13,7 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A progress bar on stderr, or none when `quiet` or stderr is not a terminal.
     pub fn new(quiet: bool) -> Self {
         Self {
             bar: Mutex::new(None),

@@ -1,24 +1,29 @@
 //! PatchCore (Roth et al., CVPR 2022, "Towards Total Recall in Industrial Anomaly
 //! Detection") in Rust.
+
+#![warn(missing_docs)]
 //!
 //! This facade re-exports the component crates, each usable alone:
 //!
 //! | module | crate | trait / role |
 //! |---|---|---|
-//! | [`core`] | `patchcore-core` | shared types, errors, devices |
+//! | [`core`] | `patchcore-core` | shared types, errors, progress (no tensor framework) |
+//! | [`device`] | `patchcore-device` | which burn backend runs the tensor work |
 //! | [`backbone`] | `patchcore-backbone` | [`Backbone`](backbone::Backbone) |
 //! | [`aggregate`] | `patchcore-aggregate` | [`FeatureAggregator`](aggregate::FeatureAggregator) |
 //! | [`sampler`] | `patchcore-sampler` | [`Sampler`](sampler::Sampler) |
 //! | [`nn`] | `patchcore-nn` | [`NearestNeighborIndex`](nn::NearestNeighborIndex) |
 //! | [`score`] | `patchcore-score` | [`Scorer`](score::Scorer) |
 //! | [`data`] | `patchcore-data` | images, geometry, MVTec AD layout |
-//! | [`metrics`] | `patchcore-metrics` | AUROC |
+//! | [`metrics`] | `patchcore-metrics` | AUROC, AUPR, F1-max, AUPRO |
+//! | [`model_format`] | `patchcore-model-format` | the `.patchcore` file format |
 //! | [`pipeline`] | `patchcore-pipeline` | config, [`PatchCore`], evaluation, reports |
 
 pub use patchcore_aggregate as aggregate;
 pub use patchcore_backbone as backbone;
 pub use patchcore_core as core;
 pub use patchcore_data as data;
+pub use patchcore_device as device;
 pub use patchcore_metrics as metrics;
 pub use patchcore_model_format as model_format;
 pub use patchcore_nn as nn;

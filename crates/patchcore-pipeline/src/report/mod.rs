@@ -7,7 +7,9 @@ use patchcore_core::io::write_atomic;
 use patchcore_core::{Error, Result};
 use serde_json::{Value, json};
 
-use crate::evaluate::Report;
+use crate::results::{AUPRO_FPR_LIMIT, Report, Spread};
+
+pub mod html;
 
 /// The JSON document (stable key order).
 pub fn to_json(report: &Report) -> Result<Value> {
@@ -44,7 +46,7 @@ pub fn to_json(report: &Report) -> Result<Value> {
         "patchcore_version": env!("CARGO_PKG_VERSION"),
         "git_revision": env!("PATCHCORE_GIT_REV"),
         "peak_rss_bytes": peak_rss_bytes(),
-        "aupro_fpr_limit": crate::evaluate::AUPRO_FPR_LIMIT,
+        "aupro_fpr_limit": AUPRO_FPR_LIMIT,
         "config": serde_json::to_value(&report.config).map_err(|e| Error::InvalidArgument(e.to_string()))?,
         "seed": report.config.seed,
         "device": report.config.device.to_string(),
@@ -87,19 +89,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn to_markdown(report: &Report) -> String {
     let mut s = String::new();
     let cfg = &report.config;
-    let name = |v: serde_json::Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
+    let size = match cfg.sampler.size() {
+        Some(patchcore_sampler::SampleSize::Count(c)) => format!("{c} rows"),
+        Some(patchcore_sampler::SampleSize::Ratio(r)) => format!("{}%", r * 100.0),
+        None => String::new(),
     };
-    let size = match (cfg.sampler.ratio, cfg.sampler.count) {
-        (_, Some(c)) => format!("{c} rows"),
-        (Some(r), _) => format!("{}%", r * 100.0),
-        _ => String::new(),
-    };
-    let projection = match cfg.projection() {
-        patchcore_sampler::Projection::None => "none".to_string(),
-        p => format!("{p:?}"),
+    let projection = match &cfg.sampler {
+        patchcore_sampler::SamplerParams::GreedyCoreset(p)
+        | patchcore_sampler::SamplerParams::ApproximateGreedyCoreset(p) => match p.projection() {
+            patchcore_sampler::Projection::None => "none".to_string(),
+            p => format!("{p:?}"),
+        },
+        _ => "none".to_string(),
     };
     let backbones = report
         .backbones
@@ -126,7 +127,7 @@ pub fn to_markdown(report: &Report) -> String {
         s,
         "Backbone {backbones}; sampler `{}` {size} (projection {projection}), \
          eq. 7 k = {}, sigma {}, device `{}`, {} threads, seed {}. Input: {geometry}.\n",
-        name(serde_json::to_value(cfg.sampler.kind).unwrap_or_default()),
+        cfg.sampler.kind(),
         cfg.scorer.num_neighbors,
         cfg.scorer.sigma,
         cfg.device,
@@ -197,7 +198,7 @@ pub fn to_markdown(report: &Report) -> String {
             "| category | train images | image AUROC | image F1-max | pixel AUROC | pixel AUPRO@0.3 | fit (s) |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
-        let pm = |v: &crate::evaluate::Spread| format!("{:.4} ± {:.4}", v.mean, v.std);
+        let pm = |v: &Spread| format!("{:.4} ± {:.4}", v.mean, v.std);
         for (name, rows) in &report.low_shot {
             for r in rows {
                 let _ = writeln!(
@@ -230,7 +231,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     let sections: Vec<String> = report.categories.values().map(|c| c.html.clone()).collect();
     write_atomic(
         &dir.join("report.html"),
-        crate::html::page(&md, &sections).as_bytes(),
+        html::page(&md, &sections).as_bytes(),
     )?;
     Ok(())
 }

@@ -38,12 +38,15 @@ pub struct Threshold {
 /// Which backbone weights the bank was computed with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackboneIdentity {
+    /// Architecture name (`Backbone::name`).
     pub arch: String,
+    /// Tapped layers.
     pub layers: Vec<String>,
     /// SHA-256 of the weights file (`-` for random weights).
     pub weights_sha256: String,
     /// The file used at fit time (informational; any file with the same SHA-256 will do).
     pub weights_file: String,
+    /// `false` for randomly initialised weights.
     pub pretrained: bool,
 }
 
@@ -59,10 +62,13 @@ pub struct ModelHeader {
     /// The experiment config the model was fitted with (device included; override it when
     /// loading on another machine).
     pub config: Config,
+    /// The backbone the bank was computed with.
     pub backbone: BackboneIdentity,
     /// Resize then centre crop.
     pub geometry: patchcore_data::Geometry,
+    /// Rows of the memory bank.
     pub bank_rows: usize,
+    /// Width of the memory bank.
     pub feature_dim: usize,
     /// Rows before coreset selection.
     pub bank_rows_full: usize,
@@ -113,9 +119,53 @@ pub fn write(path: &Path, header: &ModelHeader, bank: &Array2<f32>) -> Result<()
 /// Parses and verifies a model file's bytes; `path` only names the file in errors.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(ModelHeader, Array2<f32>)> {
     let (json, bank) = format::decode(bytes).map_err(|e| model_err(path, e.to_string()))?;
-    let header: ModelHeader = serde_json::from_str(&json)
+    let mut value: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| model_err(path, format!("model header does not parse: {e}")))?;
+    if value.get("format_version").and_then(|v| v.as_u64()) == Some(1)
+        && let Some(config) = value.get_mut("config")
+    {
+        migrate_v1_config(config);
+    }
+    let header: ModelHeader = serde_json::from_value(value)
         .map_err(|e| model_err(path, format!("model header does not parse: {e}")))?;
     Ok((header, bank))
+}
+
+/// Version 1 wrote every key of `[sampler]`, `[nn]` and `[aggregator]` whatever their `kind`;
+/// version 2's tagged sections take only their kind's keys. Drops the others.
+fn migrate_v1_config(config: &mut serde_json::Value) {
+    let keep = |section: &str, kind: &str| -> &'static [&'static str] {
+        match (section, kind) {
+            ("sampler", "greedy_coreset" | "approximate_greedy_coreset") => &[
+                "ratio",
+                "count",
+                "greedy",
+                "approx_starts",
+                "projection",
+                "projection_dim",
+                "projection_eps",
+                "sparse_density",
+            ],
+            ("sampler", "random") => &["ratio", "count"],
+            ("nn", "ivf") => &["nlist", "nprobe"],
+            ("aggregator", "locally_aware") => &["neighbourhood", "target_dim"],
+            ("aggregator", "official") => {
+                &["neighbourhood", "pretrain_embed_dim", "target_embed_dim"]
+            }
+            _ => &[],
+        }
+    };
+    for section in ["sampler", "nn", "aggregator"] {
+        if let Some(serde_json::Value::Object(map)) = config.get_mut(section) {
+            let kind = map
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let kept = keep(section, &kind);
+            map.retain(|k, v| k == "kind" || (kept.contains(&k.as_str()) && !v.is_null()));
+        }
+    }
 }
 
 /// Reads and verifies a model file.

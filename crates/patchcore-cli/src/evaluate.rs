@@ -1,0 +1,126 @@
+//! `patchcore evaluate`: fit and evaluate from a config, print the table, write the reports.
+
+use std::path::{Path, PathBuf};
+
+use patchcore_core::{Error, Result};
+use patchcore_data::synthetic::{SyntheticSpec, generate};
+use patchcore_pipeline::config::DataSource;
+use patchcore_pipeline::{Config, EvaluateOptions, Report, evaluate};
+
+/// The command line of `patchcore evaluate`.
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub data_root: Option<PathBuf>,
+    pub categories: Vec<String>,
+    pub output: PathBuf,
+    pub quiet: bool,
+    pub train_limit: Option<usize>,
+}
+
+/// Runs the command.
+pub fn run(args: &Args) -> Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default_experiment()?,
+    };
+    if let Some(k) = args.train_limit {
+        cfg.data.train_limit = k;
+    }
+    let (data_root, categories) = data_of(&cfg, args)?;
+    let report = evaluate(
+        &cfg,
+        &EvaluateOptions {
+            data_root,
+            categories,
+            output: Some(args.output.clone()),
+            quiet: args.quiet,
+        },
+    )?;
+    print_low_shot(&report);
+    if !report.categories.is_empty() {
+        print_categories(&report);
+    }
+    println!(
+        "reports: {}, {} and {}",
+        args.output.join("report.json").display(),
+        args.output.join("report.md").display(),
+        args.output.join("report.html").display()
+    );
+    Ok(())
+}
+
+/// The data root and categories: the command line's, none for the folder and manifest
+/// sources, or the synthetic demo set generated under the output folder.
+fn data_of(cfg: &Config, args: &Args) -> Result<(PathBuf, Vec<String>)> {
+    let mvtec = cfg.data.source == DataSource::Mvtec;
+    if !mvtec && (args.data_root.is_some() || !args.categories.is_empty()) {
+        return Err(Error::config(
+            "data.source",
+            "--data-root and --category apply to the \"mvtec\" source; this config reads \
+             its data from data.folder / data.manifest",
+        ));
+    }
+    Ok(match &args.data_root {
+        Some(d) => (d.clone(), args.categories.clone()),
+        None if !mvtec => (PathBuf::new(), vec![]),
+        None => demo_data(&args.output)?,
+    })
+}
+
+/// Generates the synthetic demo data set under `output`.
+fn demo_data(output: &Path) -> Result<(PathBuf, Vec<String>)> {
+    let spec = SyntheticSpec::default();
+    let root = output.join("synthetic-data");
+    tracing::info!(
+        "no --data-root: generating the synthetic demo data set in {}",
+        root.display()
+    );
+    generate(&root, &spec)?;
+    Ok((root, vec![spec.category]))
+}
+
+fn print_low_shot(report: &Report) {
+    for (name, rows) in &report.low_shot {
+        for r in rows {
+            println!(
+                "{name:<24} k={:<4} image AUROC {:.4} ± {:.4}   pixel AUROC {}",
+                r.shots,
+                r.image_auroc.mean,
+                r.image_auroc.std,
+                r.pixel_auroc
+                    .as_ref()
+                    .map(|p| format!("{:.4} ± {:.4}", p.mean, p.std))
+                    .unwrap_or_else(|| "absent".into())
+            );
+        }
+    }
+}
+
+fn print_categories(report: &Report) {
+    println!(
+        "{:<24} {:>12} {:>12} {:>9} {:>14}",
+        "category", "image AUROC", "pixel AUROC", "fit (s)", "infer (ms/img)"
+    );
+    for (name, c) in &report.categories {
+        println!(
+            "{:<24} {:>12.4} {:>12} {:>9.1} {:>14.1}",
+            name,
+            c.image_auroc,
+            c.pixel_auroc
+                .map(|p| format!("{p:.4}"))
+                .unwrap_or_else(|| "absent".into()),
+            c.fit_seconds,
+            c.infer_ms_per_image
+        );
+    }
+    let (img, pix) = report.mean();
+    let pix = pix
+        .map(|p| format!("{p:.4}"))
+        .unwrap_or_else(|| "absent".into());
+    println!("{:<24} {:>12.4} {:>12}", "mean", img, pix);
+    for (name, c) in &report.categories {
+        if let Some(why) = &c.pixel_metrics_absent {
+            println!("{name}: pixel metrics absent: {why}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The experiment configuration: TOML files in `configs/`, overridable by `PATCHCORE_*`
+//! environment variables, typed with serde. Unknown keys and invalid values are rejected
+//! with a message naming the key.
+
+use std::path::{Path, PathBuf};
+
+use patchcore_aggregate::AggregatorParams;
+use patchcore_core::{Error, Result};
+use patchcore_device::ComputeDevice;
+use patchcore_nn::IndexParams;
+use patchcore_sampler::SamplerParams;
+use patchcore_score::PatchCoreScorer;
+use serde::{Deserialize, Deserializer, Serialize};
+
+mod backbone;
+mod data;
+mod protocol;
+
+pub use backbone::{Architecture, BackboneConfig, WeightsFallback, expand_home};
+pub use data::{DataConfig, DataSource, ManifestConfig, MetricsResolution, TrainSelection};
+pub use protocol::{FitConfig, ProtocolConfig, ProtocolKind};
+
+/// Deserializes an internally tagged section whose `kind` may be left out: a missing `kind`
+/// means `default_kind`.
+fn with_default_kind<'de, D, T>(d: D, default_kind: &str) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let mut value = serde_json::Value::deserialize(d)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.entry("kind")
+            .or_insert_with(|| serde_json::Value::String(default_kind.into()));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
+}
+
+fn aggregator_with_default_kind<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<AggregatorParams, D::Error> {
+    with_default_kind(d, "locally_aware")
+}
+
+fn nn_with_default_kind<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<IndexParams, D::Error> {
+    with_default_kind(d, "exact")
+}
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Seed of every random choice (projection, coreset start, random sampler).
+    #[serde(default)]
+    pub seed: u64,
+    /// Tensor backend: "flex" (default) or "ndarray".
+    #[serde(default)]
+    pub device: ComputeDevice,
+    /// Input geometry, batching and the data source.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The feature extractor. Exactly one of `backbone` and `ensemble`.
+    #[serde(default)]
+    pub backbone: Option<BackboneConfig>,
+    /// Several feature extractors (`[[ensemble]]` tables), each fitted and scored on its own;
+    /// their scores and maps are min-max normalised over the test set and averaged, as the
+    /// official implementation does.
+    #[serde(default)]
+    pub ensemble: Vec<BackboneConfig>,
+    /// Patch-feature aggregation (`kind` defaults to `locally_aware`).
+    #[serde(default, deserialize_with = "aggregator_with_default_kind")]
+    pub aggregator: AggregatorParams,
+    /// Memory-bank subsampling (`kind` is required).
+    pub sampler: SamplerParams,
+    /// Nearest-neighbour search (`kind` defaults to `exact`).
+    #[serde(default, deserialize_with = "nn_with_default_kind")]
+    pub nn: IndexParams,
+    /// Scoring (eq. 7 and the anomaly map).
+    #[serde(default)]
+    pub scorer: PatchCoreScorer,
+    /// The evaluation protocol (standard or low-shot).
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
+    /// Memory bound of fitting.
+    #[serde(default)]
+    pub fit: FitConfig,
+    /// Folder of the config file (relative data paths resolve against it); not a key.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
+/// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
+/// `PATCHCORE_LOG`) are not config keys and are left alone.
+pub const TOP_LEVEL_KEYS: [&str; 11] = [
+    "protocol",
+    "fit",
+    "ensemble",
+    "seed",
+    "device",
+    "data",
+    "backbone",
+    "aggregator",
+    "sampler",
+    "nn",
+    "scorer",
+];
+
+/// The default experiment, compiled in (`configs/mvtec_effnet_lite0.toml`).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../../configs/mvtec_effnet_lite0.toml");
+
+/// The `PATCHCORE_*` variables among `vars` that name config keys.
+fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> config::Map<String, String> {
+    let mut map = config::Map::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("PATCHCORE_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let top = rest.split("__").next().unwrap_or("");
+        if TOP_LEVEL_KEYS.contains(&top) {
+            map.insert(
+                format!("PATCHCORE_{}", k.strip_prefix("PATCHCORE_").unwrap()),
+                v,
+            );
+        }
+    }
+    map
+}
+
+fn map_config_error(e: config::ConfigError) -> Error {
+    let msg = e.to_string();
+    // The config crate reports `unknown field `x`, expected one of ... for key `a.b``.
+    let key = msg
+        .split("for key `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .map(str::to_string)
+        .or_else(|| {
+            msg.split("unknown field `")
+                .nth(1)
+                .and_then(|s| s.split('`').next())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "<config>".into());
+    Error::config(key, msg)
+}
+
+impl Config {
+    /// The image size limits of `[data]`.
+    pub fn image_limits(&self) -> patchcore_data::ImageLimits {
+        patchcore_data::ImageLimits {
+            max_pixels: self.data.max_image_pixels,
+            min_side: self.data.min_image_side,
+        }
+    }
+
+    /// Parses TOML text (plus environment overrides) and validates it. `base_dir` resolves
+    /// relative weight paths.
+    pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Self> {
+        Self::from_toml_str_with_env(text, base_dir, std::env::vars())
+    }
+
+    /// As [`Config::from_toml_str`], with the `PATCHCORE_*` overrides taken from `vars`
+    /// instead of the process environment.
+    pub fn from_toml_str_with_env(
+        text: &str,
+        base_dir: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("PATCHCORE")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("backbone.layers")
+                    .source(Some(env_overrides(vars))),
+            )
+            .build()
+            .map_err(map_config_error)?;
+        let mut cfg: Config = built.try_deserialize().map_err(map_config_error)?;
+        if let Some(dir) = base_dir {
+            for b in cfg.backbone.iter_mut().chain(cfg.ensemble.iter_mut()) {
+                if !matches!(b.weights.as_str(), "pypi" | "random")
+                    && !b.weights.starts_with("~/")
+                    && Path::new(&b.weights).is_relative()
+                {
+                    b.weights = dir.join(&b.weights).to_string_lossy().into_owned();
+                }
+            }
+        }
+        cfg.base_dir = base_dir.map(Path::to_path_buf);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text, path.parent()).map_err(|e| match e {
+            Error::Config { key, message } => {
+                Error::config(key, format!("{message} (in {})", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// The compiled-in default experiment.
+    pub fn default_experiment() -> Result<Self> {
+        Self::from_toml_str(DEFAULT_CONFIG_TOML, None)
+    }
+
+    /// Range and consistency checks; each error names its key and the allowed values.
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        self.validate_protocol()?;
+        self.validate_backbones()?;
+        self.aggregator.validate()?;
+        self.sampler.validate()?;
+        self.nn.validate()?;
+        self.scorer.validate()?;
+        Ok(())
+    }
+
+    fn validate_protocol(&self) -> Result<()> {
+        if self.protocol.shots.is_empty() || self.protocol.shots.contains(&0) {
+            return Err(Error::config(
+                "protocol.shots",
+                "list training-set sizes >= 1, e.g. [1, 2, 5, 10]",
+            ));
+        }
+        if self.protocol.seeds.is_empty() {
+            return Err(Error::config("protocol.seeds", "list at least one seed"));
+        }
+        Ok(())
+    }
+
+    /// Exactly one of `[backbone]` and `[[ensemble]]`, each member valid.
+    fn validate_backbones(&self) -> Result<()> {
+        match (&self.backbone, self.ensemble.is_empty()) {
+            (Some(b), true) => b.validate("backbone")?,
+            (None, false) => {
+                for (i, b) in self.ensemble.iter().enumerate() {
+                    b.validate(&format!("ensemble[{i}]"))?;
+                }
+            }
+            (Some(_), false) => {
+                return Err(Error::config(
+                    "ensemble",
+                    "give either one [backbone] or [[ensemble]] members, not both",
+                ));
+            }
+            (None, true) => {
+                return Err(Error::config(
+                    "backbone",
+                    "missing: add a [backbone] table (or [[ensemble]] members)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backbones of the experiment (one, or the ensemble members).
+    pub fn backbones(&self) -> Vec<&BackboneConfig> {
+        self.backbone.iter().chain(self.ensemble.iter()).collect()
+    }
+
+    /// A single-backbone copy of this config for member `i` of [`Config::backbones`].
+    pub fn member(&self, i: usize) -> Config {
+        let mut c = self.clone();
+        c.backbone = Some(self.backbones()[i].clone());
+        c.ensemble.clear();
+        c
+    }
+}

@@ -1,0 +1,77 @@
+//! `[protocol]` and `[fit]`: the evaluation protocol and the memory bound of fitting.
+
+use serde::{Deserialize, Serialize};
+
+use super::TrainSelection;
+
+/// Evaluation protocol kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolKind {
+    /// Fit on every training image, test on the whole test split.
+    #[default]
+    Standard,
+    /// Fit on `k` training images for every `k` in `shots` (and every seed), test on the whole
+    /// test split; mean and spread over seeds are reported (paper §4.4, Fig. 5).
+    LowShot,
+}
+
+/// How fitting uses memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitConfig {
+    /// Largest patch-feature matrix held at once, in MiB (0 = no bound). When all training
+    /// features would exceed it, fitting streams: images are extracted in chunks of half the
+    /// bound, each chunk keeps its greedy coreset of twice its share of the bank, and a final
+    /// greedy pass over the union picks the bank (merge and reduce; docs/CONFIG.md says what
+    /// that does to the selection).
+    #[serde(default = "d_fit_mem")]
+    pub max_feature_memory_mb: usize,
+}
+fn d_fit_mem() -> usize {
+    4096
+}
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            max_feature_memory_mb: d_fit_mem(),
+        }
+    }
+}
+
+/// The evaluation protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// "standard" (default) or "low_shot".
+    #[serde(default)]
+    pub kind: ProtocolKind,
+    /// Training-set sizes of the low-shot protocol (the paper: 1, 2, 5, 10, 16, 20, 50).
+    #[serde(default = "d_shots")]
+    pub shots: Vec<usize>,
+    /// Seeds of the random training subsets (one run per seed and size).
+    #[serde(default = "d_seeds")]
+    pub seeds: Vec<u64>,
+    /// "random" (seeded subsets, default) or "first" (the first k in sorted order; one run).
+    #[serde(default = "d_selection")]
+    pub selection: TrainSelection,
+}
+fn d_shots() -> Vec<usize> {
+    vec![1, 2, 5, 10, 16, 20, 50]
+}
+fn d_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
+}
+fn d_selection() -> TrainSelection {
+    TrainSelection::Random
+}
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProtocolKind::Standard,
+            shots: d_shots(),
+            seeds: d_seeds(),
+            selection: d_selection(),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Feature extraction and fitting the memory bank (in memory, or merge-and-reduce under
+//! `fit.max_feature_memory_mb`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use ndarray::{Array2, Axis, s};
+use patchcore_core::{Error, NoProgress, PatchFeatures, Progress, Result};
+use patchcore_data::load_rgb_with;
+use patchcore_sampler::Sampler;
+use rayon::prelude::*;
+
+use super::{FitStats, FittedOn, PatchCore};
+
+/// Seconds spent extracting and subsampling, summed over a fit.
+#[derive(Default)]
+struct Clock {
+    extract: f64,
+    sample: f64,
+}
+
+impl PatchCore {
+    /// Patch features of decoded images (one backbone pass).
+    pub fn extract_images(&self, images: &[image::RgbImage]) -> Result<PatchFeatures> {
+        if images.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no images to extract features from".into(),
+            ));
+        }
+        let per_call = self.forward_batch.clamp(1, images.len());
+        if per_call < images.len() {
+            // Forward calls of `per_call` images in parallel: at batch 1 on the CPU backends
+            // this keeps both cores busy where one batched forward leaves a third idle.
+            let parts: Vec<PatchFeatures> = images
+                .par_chunks(per_call)
+                .map(|chunk| self.extract_one_call(chunk))
+                .collect::<Result<_>>()?;
+            return PatchFeatures::concat(&parts);
+        }
+        self.extract_one_call(images)
+    }
+
+    /// Patch features of `images` from one backbone forward call.
+    fn extract_one_call(&self, images: &[image::RgbImage]) -> Result<PatchFeatures> {
+        let c = self.geometry.crop as usize;
+        let values: Vec<f32> = images
+            .par_iter()
+            .flat_map_iter(|img| self.geometry.to_tensor_values(img))
+            .collect();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values, [images.len(), 3, c, c]),
+            self.backbone.device(),
+        );
+        let maps = self.backbone.forward(x)?;
+        self.aggregator.aggregate(maps)
+    }
+
+    /// Patch features of image files, in batches of `batch_size`, decoding in parallel.
+    pub fn extract_paths(
+        &self,
+        paths: &[PathBuf],
+        progress: &dyn Progress,
+    ) -> Result<PatchFeatures> {
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument("no images given".into()));
+        }
+        progress.start(paths.len() as u64, "feature extraction");
+        let head = &paths[..self.batch_size().min(paths.len())];
+        let first = self.extract_images(&self.decode(head)?)?;
+        progress.advance(head.len() as u64);
+        let all = self.extract_rest(&first, &paths[head.len()..], paths.len(), progress)?;
+        progress.finish();
+        PatchFeatures::new(all, paths.len(), first.grid_h, first.grid_w)
+    }
+
+    /// A matrix for the features of `total_images` images that starts with `first`'s rows and
+    /// continues with those of `rest`.
+    fn extract_rest(
+        &self,
+        first: &PatchFeatures,
+        rest: &[PathBuf],
+        total_images: usize,
+        progress: &dyn Progress,
+    ) -> Result<Array2<f32>> {
+        let head_rows = first.features.nrows();
+        let mut all = Array2::zeros((total_images * first.patches_per_image(), first.dim()));
+        all.slice_mut(s![..head_rows, ..]).assign(&first.features);
+        self.extract_into(rest, &mut all, head_rows, progress)?;
+        Ok(all)
+    }
+
+    /// Extracts `paths` batch by batch into rows `row..` of `out`; returns the row after the
+    /// last one written.
+    fn extract_into(
+        &self,
+        paths: &[PathBuf],
+        out: &mut Array2<f32>,
+        mut row: usize,
+        progress: &dyn Progress,
+    ) -> Result<usize> {
+        for chunk in paths.chunks(self.batch_size()) {
+            let pf = self.extract_images(&self.decode(chunk)?)?;
+            out.slice_mut(s![row..row + pf.features.nrows(), ..])
+                .assign(&pf.features);
+            row += pf.features.nrows();
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(row)
+    }
+
+    pub(super) fn decode(&self, paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
+        paths
+            .par_iter()
+            .map(|p| load_rgb_with(p, &self.limits))
+            .collect()
+    }
+
+    /// The sampler, or an error for a loaded model whose sampler was custom.
+    fn fit_sampler(&self) -> Result<&dyn Sampler> {
+        self.sampler.as_deref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the model was fitted with the custom sampler `{}`: to fit again, pass a \
+                 sampler (LoadOptions::sampler or PatchCoreBuilder::sampler)",
+                self.config.sampler.kind()
+            ))
+        })
+    }
+
+    /// Fits the memory bank on defect-free images with the model's sampler. When the training
+    /// features would exceed `fit.max_feature_memory_mb`, fitting streams in chunks (see
+    /// [`crate::config::FitConfig`]).
+    pub fn fit(&mut self, train: &[PathBuf], progress: &dyn Progress) -> Result<FitStats> {
+        if train.is_empty() {
+            return Err(Error::InvalidArgument("no training images".into()));
+        }
+        let sampler = self.fit_sampler()?;
+        let t0 = Instant::now();
+        let n = train.len();
+        let budget = self
+            .config
+            .fit
+            .max_feature_memory_mb
+            .saturating_mul(1 << 20);
+        // The first batch tells the feature size per image.
+        progress.start(n as u64, "feature extraction");
+        let head = &train[..self.batch_size().min(n)];
+        let first = self.extract_images(&self.decode(head)?)?;
+        progress.advance(head.len() as u64);
+        let ppi = first.patches_per_image();
+        let total_rows = n * ppi;
+        let per_image = ppi * first.dim() * 4;
+        let chunk_images = if budget == 0 || per_image * n <= budget {
+            n
+        } else {
+            (budget / 2 / per_image).max(self.batch_size()).max(1)
+        };
+        let mut clock = Clock::default();
+        let (bank, chunks) = if chunk_images >= n {
+            // Everything fits: one matrix, one selection (the paper's procedure).
+            let all = self.extract_rest(&first, &train[head.len()..], n, progress)?;
+            drop(first);
+            progress.finish();
+            clock.extract += t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let selected = sampler.select(all.view(), progress)?;
+            clock.sample += t1.elapsed().as_secs_f64();
+            (all.select(Axis(0), &selected), 1)
+        } else {
+            self.fit_streamed(sampler, train, first, chunk_images, &mut clock, progress)?
+        };
+        let (bank_rows, feature_dim) = bank.dim();
+        let t2 = Instant::now();
+        self.set_bank(bank)?;
+        self.fitted_on = Some(FittedOn {
+            dataset: "images".into(),
+            num_train: n,
+            rows_full: total_rows,
+        });
+        Ok(FitStats {
+            num_images: n,
+            bank_rows_full: total_rows,
+            bank_rows,
+            feature_dim,
+            extract_seconds: clock.extract,
+            sample_seconds: clock.sample,
+            index_seconds: t2.elapsed().as_secs_f64(),
+            chunks,
+        })
+    }
+
+    /// Merge and reduce: images are extracted `chunk_images` at a time, each chunk keeps
+    /// twice its share of the bank (selected by `sampler`), and a final selection over the
+    /// union picks the bank. Returns the bank and the number of chunks.
+    fn fit_streamed(
+        &self,
+        sampler: &dyn Sampler,
+        train: &[PathBuf],
+        first: PatchFeatures,
+        chunk_images: usize,
+        clock: &mut Clock,
+        progress: &dyn Progress,
+    ) -> Result<(Array2<f32>, usize)> {
+        let n = train.len();
+        let (ppi, dim) = (first.patches_per_image(), first.dim());
+        let total_rows = n * ppi;
+        let target = sampler.size().resolve(total_rows);
+        let budget_mb = self.config.fit.max_feature_memory_mb;
+        if target * dim * 4 * 2 > budget_mb.saturating_mul(1 << 20) {
+            return Err(Error::config(
+                "fit.max_feature_memory_mb",
+                format!(
+                    "the bank alone ({target} rows x {dim} x 4 bytes, kept twice while \
+                     merging = {} MiB) exceeds the bound of {budget_mb} MiB: raise it or lower \
+                     sampler.ratio",
+                    (target * dim * 8) >> 20,
+                ),
+            ));
+        }
+        let head_images = first.batch;
+        let mut union: Vec<Array2<f32>> = Vec::new();
+        let mut first = Some(first);
+        for start in (0..n).step_by(chunk_images) {
+            let end = (start + chunk_images).min(n);
+            let rows = (end - start) * ppi;
+            let mut feats = Array2::<f32>::zeros((rows, dim));
+            // The first chunk begins with the batch already extracted.
+            let (from, row) = match first.take() {
+                Some(f) => {
+                    let r = f.features.nrows();
+                    feats.slice_mut(s![..r, ..]).assign(&f.features);
+                    (head_images, r)
+                }
+                None => (start, 0),
+            };
+            let te = Instant::now();
+            self.extract_into(&train[from..end], &mut feats, row, progress)?;
+            clock.extract += te.elapsed().as_secs_f64();
+            let keep = ((2 * target * rows).div_ceil(total_rows)).clamp(1, rows);
+            let ts = Instant::now();
+            let sel = sampler.select_count(feats.view(), keep, &NoProgress)?;
+            clock.sample += ts.elapsed().as_secs_f64();
+            union.push(feats.select(Axis(0), &sel));
+        }
+        progress.finish();
+        let chunks = union.len();
+        let views: Vec<_> = union.iter().map(|a| a.view()).collect();
+        let merged =
+            ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Shape(e.to_string()))?;
+        drop(union);
+        let ts = Instant::now();
+        let sel = sampler.select_count(merged.view(), target, progress)?;
+        clock.sample += ts.elapsed().as_secs_f64();
+        tracing::info!(
+            chunks,
+            images_per_chunk = chunk_images,
+            "streamed fit: features of {n} images exceed fit.max_feature_memory_mb"
+        );
+        Ok((merged.select(Axis(0), &sel), chunks))
+    }
+}

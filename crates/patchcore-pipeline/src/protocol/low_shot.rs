@@ -1,0 +1,54 @@
+//! The low-shot protocol (paper §4.4, Fig. 5): fit on `k` training images for every `k` in
+//! `protocol.shots` and every seed, test on the whole test split.
+
+use patchcore_core::Result;
+use patchcore_data::{MvtecCategory, TrainLimit};
+
+use super::standard::evaluate_category;
+use crate::config::{Config, TrainSelection};
+use crate::model::PatchCore;
+use crate::results::{CategoryResult, LowShotResult, Spread};
+
+/// Fits on `k` images for every configured size and seed; the test split is always whole.
+pub(crate) fn run_low_shot(
+    cfg: &Config,
+    models: &mut [PatchCore],
+    cat: &MvtecCategory,
+    quiet: bool,
+) -> Result<Vec<LowShotResult>> {
+    let seeds: Vec<u64> = match cfg.protocol.selection {
+        TrainSelection::First => vec![cfg.protocol.seeds[0]],
+        TrainSelection::Random => cfg.protocol.seeds.clone(),
+    };
+    let mut out = Vec::new();
+    for &k in &cfg.protocol.shots {
+        if k > cat.train.len() {
+            tracing::warn!(category = %cat.name, shots = k, available = cat.train.len(), "skipping: fewer training images");
+            continue;
+        }
+        let mut runs = Vec::new();
+        for &seed in &seeds {
+            let mut c = cat.clone();
+            c.limit_train(match cfg.protocol.selection {
+                TrainSelection::First => TrainLimit::First(k),
+                TrainSelection::Random => TrainLimit::Random { k, seed },
+            });
+            let r = evaluate_category(models, &c, quiet, false)?;
+            tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
+            runs.push(r);
+        }
+        let col = |f: &dyn Fn(&CategoryResult) -> Option<f64>| {
+            Spread::of(runs.iter().filter_map(f).collect())
+        };
+        out.push(LowShotResult {
+            shots: k,
+            seeds: seeds.clone(),
+            image_auroc: col(&|r| Some(r.image_auroc)).expect("at least one run"),
+            image_f1_max: col(&|r| Some(r.image_f1_max)).expect("at least one run"),
+            pixel_auroc: col(&|r| r.pixel_auroc),
+            pixel_aupro: col(&|r| r.pixel_aupro),
+            fit_seconds: col(&|r| Some(r.fit_seconds)).expect("at least one run"),
+        });
+    }
+    Ok(out)
+}
