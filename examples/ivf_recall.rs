@@ -25,7 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ratio: f64 = args.get(2).map(|r| r.parse()).transpose()?.unwrap_or(0.1);
     let cat = MvtecCategory::open(&root, category)?;
     let mut cfg = Config::default_experiment()?;
-    cfg.sampler.ratio = Some(ratio);
+    cfg.sampler
+        .set_size(patchcore::sampler::SampleSize::Ratio(ratio))?;
     let mut model = PatchCore::from_config(&cfg)?;
     model.fit(&cat.train, &NoProgress)?;
     let index = model.index()?;

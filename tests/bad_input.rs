@@ -297,8 +297,7 @@ fn bad_data_set_layouts_are_named() {
             quiet: true,
         },
     )
-    .err()
-    .expect("mask size mismatch refused")
+    .expect_err("mask size mismatch refused")
     .to_string();
     assert!(
         e.contains(&mask.display().to_string()) && e.contains("mask is (50, 70)"),
@@ -317,8 +316,7 @@ fn image_limits_and_devices_in_the_config() {
     let err = |extra: &str| {
         Config::from_toml_str(&format!("{extra}\n{base}"), None)
             .and_then(|c| c.validate().map(|_| c))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
     };
     let e = err("device = \"tpu\"");

@@ -24,7 +24,15 @@ fn defaults_fill_in() {
     let c = Config::from_toml_str(BASE, None).unwrap();
     assert_eq!(c.data.crop, 224);
     assert_eq!(c.scorer.num_neighbors, 9);
-    assert_eq!(c.sampler.projection_dim, 128);
+    match &c.sampler {
+        patchcore::sampler::SamplerParams::GreedyCoreset(p) => assert_eq!(p.projection_dim, 128),
+        other => panic!("expected greedy_coreset, got {other:?}"),
+    }
+    assert_eq!(
+        c.nn,
+        patchcore::nn::IndexParams::Exact {},
+        "nn.kind defaults to exact"
+    );
     Config::default_experiment().unwrap();
 }
 
@@ -47,6 +55,24 @@ fn wrong_type_and_bad_enum() {
     assert!(msg.contains("kmeans"), "{msg}");
     let (_, msg) = err(&format!("device = \"tpu\"\n{BASE}"));
     assert!(msg.contains("tpu"), "{msg}");
+    // Keys of another variant of a tagged section are refused, naming the key.
+    let (key, msg) = err(&format!("{BASE}\n[nn]\nkind = \"exact\"\nnprobe = 4\n"));
+    assert!(
+        key.contains("nprobe") || msg.contains("nprobe"),
+        "{key}: {msg}"
+    );
+    let (key, msg) = err(&format!("{BASE}\n[nn]\nnprobe = 0\nkind = \"ivf\"\n"));
+    assert_eq!(key, "nn.nprobe", "{msg}");
+    let (key, msg) = err(&format!("{BASE}\n[aggregator]\ntarget_embed_dim = 8\n"));
+    assert!(
+        key.contains("target_embed_dim") || msg.contains("target_embed_dim"),
+        "locally_aware has no target_embed_dim: {key}: {msg}"
+    );
+    let (key, msg) = err(&BASE.replace("kind = \"greedy_coreset\"", "kind = \"identity\""));
+    assert!(
+        key.contains("ratio") || msg.contains("ratio"),
+        "identity keeps every row: {key}: {msg}"
+    );
 }
 
 #[test]
@@ -117,7 +143,7 @@ fn backbone_and_ensemble_rules() {
 
 #[test]
 fn forward_batch_size_is_bounded_by_batch_size_and_resolved_per_device() {
-    use patchcore::core::ComputeDevice;
+    use patchcore::device::ComputeDevice;
     let (key, msg) = err(&format!(
         "[data]\nbatch_size = 4\nforward_batch_size = 5\n{BASE}"
     ));

@@ -1,10 +1,10 @@
-//! The backend conformance suite (`patchcore_pipeline::conformance`) on every compiled backend:
+//! The backend conformance suite (`patchcore_testkit::conformance`) on every compiled backend:
 //! flex and ndarray always, LibTorch's CPU device with `--features tch`, and any device named in
 //! `PATCHCORE_CONFORMANCE_DEVICES` (e.g. `cuda:0` on a GPU machine). Needs `../shared`
 //! (fixtures, MVTec AD bottle) and the PyPI weights; fails when they are missing.
 
-use patchcore::core::ComputeDevice;
-use patchcore::pipeline::conformance::{self, Check};
+use patchcore::device::ComputeDevice;
+use patchcore_testkit::conformance::{self, Check};
 
 fn assert_all_pass(device: ComputeDevice) {
     let checks = conformance::run(device).unwrap_or_else(|e| panic!("{device}: {e}"));
@@ -58,6 +58,6 @@ fn a_wrong_reference_fails_the_check() {
         seconds: 0.0,
     };
     assert!(!c.passed(), "NaN errors must fail");
-    let (l2, max) = patchcore::core::fixtures::rel_errors(&[1.0, 2.0, 3.1], &[1.0, 2.0, 3.0]);
+    let (l2, max) = patchcore_testkit::fixtures::rel_errors(&[1.0, 2.0, 3.1], &[1.0, 2.0, 3.0]);
     assert!(l2 > 1e-4 && max > 1e-3);
 }

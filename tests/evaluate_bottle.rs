@@ -1,8 +1,8 @@
 //! The real pipeline on MVTec AD bottle (`<shared>/datasets/mvtec_ad_256`), default config.
 //! Fails loudly when the data set is missing.
 
-use patchcore::core::shared_dir;
 use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
+use patchcore_testkit::shared_dir;
 
 #[test]
 fn bottle_reaches_the_paper_level_with_effnet_lite0() {

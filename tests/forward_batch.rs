@@ -33,7 +33,7 @@ fn parallel_forward_calls_match_single_images_and_one_batched_call() {
     let images: Vec<_> = cat.train.iter().map(|p| load_rgb(p).unwrap()).collect();
 
     let split = model(1);
-    assert_eq!(split.forward_batch, 1);
+    assert_eq!(split.forward_batch(), 1);
     let all = split.extract_images(&images).unwrap();
     assert_eq!(all.batch, 3);
     for (b, img) in images.iter().enumerate() {
@@ -46,7 +46,7 @@ fn parallel_forward_calls_match_single_images_and_one_batched_call() {
     }
 
     let batched = model(3);
-    assert_eq!(batched.forward_batch, 3);
+    assert_eq!(batched.forward_batch(), 3);
     let one_call = batched.extract_images(&images).unwrap();
     let scale = all.features.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = all

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use patchcore::core::{Error, NoProgress, shared_dir};
+use patchcore::core::{Error, NoProgress};
 use patchcore::pipeline::model_file::{
     self, BackboneIdentity, CHECKSUM_KEY, HEADER_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
     ModelHeader,
@@ -12,6 +12,7 @@ use patchcore::pipeline::model_file::{
 use patchcore::pipeline::{
     Config, EvaluateOptions, FitOptions, LoadOptions, PatchCore, evaluate, fit_model,
 };
+use patchcore_testkit::shared_dir;
 
 fn bottle_root() -> PathBuf {
     let root = shared_dir().join("datasets/mvtec_ad_256");
@@ -95,9 +96,9 @@ fn fit_save_load_predict_reproduces_evaluate_exactly_on_bottle() {
     let other = shared_dir().join("fixtures/resnet_basic_tiny.pth");
     let err = PatchCore::load_with(
         &path,
-        &LoadOptions {
-            device: None,
+        LoadOptions {
             weights: Some(other),
+            ..Default::default()
         },
     )
     .err()

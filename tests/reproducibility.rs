@@ -2,7 +2,7 @@
 //! and memory fields are removed.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
+use patchcore::pipeline::{Config, EvaluateOptions, Report, evaluate};
 
 const VOLATILE: [&str; 6] = [
     "test_stage_seconds",
@@ -26,10 +26,10 @@ fn strip(v: &mut serde_json::Value) {
     }
 }
 
-/// Evaluates `cfg` on `data` and returns the written report.json.
-fn report_json(cfg: &Config, data: &std::path::Path) -> serde_json::Value {
+/// Evaluates `cfg` on `data` and returns the written report.json with the report.
+fn report_json(cfg: &Config, data: &std::path::Path) -> (serde_json::Value, Report) {
     let out = tempfile::tempdir().unwrap();
-    evaluate(
+    let report = evaluate(
         cfg,
         &EvaluateOptions {
             data_root: data.into(),
@@ -39,7 +39,10 @@ fn report_json(cfg: &Config, data: &std::path::Path) -> serde_json::Value {
         },
     )
     .unwrap();
-    serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap()
+    let json =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    (json, report)
 }
 
 #[test]
@@ -54,10 +57,14 @@ fn same_config_and_seed_give_the_same_report() {
     generate(data.path(), &spec).unwrap();
     let mut cfg = Config::default_experiment().unwrap();
     cfg.seed = 7;
-    cfg.sampler.ratio = Some(0.05);
+    cfg.sampler
+        .set_size(patchcore::sampler::SampleSize::Ratio(0.05))
+        .unwrap();
     let mut texts = Vec::new();
+    let mut scores = Vec::new();
     for _ in 0..2 {
-        let mut json = report_json(&cfg, data.path());
+        let (mut json, report) = report_json(&cfg, data.path());
+        scores.push(report.categories[&spec.category].scores.clone());
         for key in [
             "git_revision",
             "peak_rss_bytes",
@@ -85,11 +92,20 @@ fn same_config_and_seed_give_the_same_report() {
         texts[0], texts[1],
         "report.json differs between two identical runs"
     );
-    // A different seed changes the coreset, hence the report.
+    assert_eq!(
+        scores[0], scores[1],
+        "image scores differ between identical runs"
+    );
+    // A different seed changes the coreset (projection and start row), hence the scores. The
+    // report.json texts would differ anyway, since they record the seed: compare the scores.
     cfg.seed = 8;
-    let mut json = report_json(&cfg, data.path());
-    strip(&mut json);
-    assert_ne!(serde_json::to_string_pretty(&json).unwrap(), texts[0]);
+    let (_, report) = report_json(&cfg, data.path());
+    let other = &report.categories[&spec.category].scores;
+    assert_eq!(other.len(), scores[0].len());
+    assert_ne!(
+        other, &scores[0],
+        "another coreset seed left every image score unchanged"
+    );
 }
 
 #[test]

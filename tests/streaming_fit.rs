@@ -58,7 +58,9 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
     // A bound below the bank itself is an error naming the key.
     let mut tiny = PatchCore::from_config(&config(1)).unwrap();
     let mut cfg = config(1);
-    cfg.sampler.ratio = Some(0.5);
+    cfg.sampler
+        .set_size(patchcore::sampler::SampleSize::Ratio(0.5))
+        .unwrap();
     let mut tiny_big = PatchCore::from_config(&cfg).unwrap();
     assert!(tiny.fit(&cat.train, &NoProgress).is_ok());
     let e = tiny_big
@@ -70,8 +72,29 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
 
 #[test]
 fn the_bound_can_be_set_from_the_environment() {
-    // nextest runs every test in its own process, so the variable stays local to this test.
-    unsafe { std::env::set_var("PATCHCORE_FIT__MAX_FEATURE_MEMORY_MB", "123") };
-    let cfg = Config::default_experiment().unwrap();
+    // The variables are passed in, not set on the process: other tests in this binary read
+    // config from the environment concurrently under `cargo test`.
+    let env = [(
+        "PATCHCORE_FIT__MAX_FEATURE_MEMORY_MB".to_string(),
+        "123".to_string(),
+    )];
+    let text = patchcore::pipeline::config::DEFAULT_CONFIG_TOML;
+    let cfg = Config::from_toml_str_with_env(text, None, env.clone()).unwrap();
     assert_eq!(cfg.fit.max_feature_memory_mb, 123);
+    // Sampler and index sections are tagged enums: their keys are overridden the same way.
+    let env = [
+        ("PATCHCORE_SAMPLER__RATIO".to_string(), "0.1".to_string()),
+        ("PATCHCORE_NN__KIND".to_string(), "ivf".to_string()),
+        ("PATCHCORE_NN__NPROBE".to_string(), "4".to_string()),
+        ("PATCHCORE_SHARED_DIR".to_string(), "/elsewhere".to_string()),
+    ];
+    let cfg = Config::from_toml_str_with_env(text, None, env).unwrap();
+    assert_eq!(
+        cfg.sampler.size(),
+        Some(patchcore::sampler::SampleSize::Ratio(0.1))
+    );
+    match cfg.nn {
+        patchcore::nn::IndexParams::Ivf(p) => assert_eq!(p.nprobe, 4),
+        other => panic!("expected ivf, got {other:?}"),
+    }
 }
