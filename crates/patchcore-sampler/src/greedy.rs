@@ -237,56 +237,23 @@ pub fn greedy_k_center_pruned(
     let (n, d) = points.dim();
     let k = k.clamp(1, n);
     let data = points.as_slice().expect("standard layout");
-    let row = |i: usize| &data[i * d..(i + 1) * d];
-    // Rows and clusters live in flat vectors indexed by row / by centre slot.
-    let mut min_d = vec![f32::INFINITY; n];
-    let mut owner = vec![u32::MAX; n];
-    let mut members: Vec<Vec<u32>> = Vec::with_capacity(k);
-    let mut cmax: Vec<(f32, usize)> = Vec::with_capacity(k);
+    let mut clusters = Clusters::new(n, k);
     let mut indices: Vec<usize> = Vec::with_capacity(k);
     // The centres' rows, contiguous: centre-to-centre distances stream through this instead
     // of gathering rows scattered over the whole matrix.
     let mut centres: Vec<f32> = Vec::with_capacity(k * d);
     let mut picked = Vec::with_capacity(k);
     let (mut current, mut current_dist) = (start, 0.0f32);
-    let cluster_max = |rows: &[u32], min_d: &[f32]| {
-        rows.iter().fold((f32::NEG_INFINITY, usize::MAX), |b, &i| {
-            max_first(b, (min_d[i as usize], i as usize))
-        })
-    };
     progress.start(k as u64, "coreset selection");
     loop {
         indices.push(current);
         picked.push(current_dist.max(0.0).sqrt());
         progress.advance(1);
         let slot = indices.len() - 1;
-        let centre = row(current);
-        // The new centre leaves its cluster and is never picked again.
-        min_d[current] = f32::NEG_INFINITY;
-        let dirty = owner[current];
-        owner[current] = u32::MAX;
-        if dirty != u32::MAX {
-            let o = dirty as usize;
-            members[o].retain(|&i| i as usize != current);
-        }
+        let centre = &data[current * d..(current + 1) * d];
+        let dirty = clusters.take_centre(current);
         if slot == 0 {
-            // Every other row joins the first cluster.
-            min_d
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(c, chunk)| {
-                    for (j, m) in chunk.iter_mut().enumerate() {
-                        let i = c * CHUNK + j;
-                        if i != current {
-                            *m = sq_dist(row(i), centre);
-                        }
-                    }
-                });
-            let all: Vec<u32> = (0..n as u32).filter(|&i| i as usize != current).collect();
-            owner.iter_mut().for_each(|o| *o = 0);
-            owner[current] = u32::MAX;
-            cmax.push(cluster_max(&all, &min_d));
-            members.push(all);
+            clusters.first(data, d, current);
         } else {
             // Squared distances from the new centre to every earlier centre.
             let cc: Vec<f32> = centres
@@ -294,85 +261,10 @@ pub fn greedy_k_center_pruned(
                 .with_min_len(512)
                 .map(|cj| sq_dist(cj, centre))
                 .collect();
-            let candidates: Vec<usize> = (0..slot)
-                .filter(|&j| {
-                    j as u32 == dirty || (!members[j].is_empty() && cc[j] < MARGIN * cmax[j].0)
-                })
-                .collect();
-            let candidate_rows: usize = candidates.iter().map(|&j| members[j].len()).sum();
-            if candidate_rows * 4 > n - slot {
-                // Most rows are candidates (weakly clustered data, early picks): one sequential
-                // pass over all rows beats walking the member lists; the lists are rebuilt.
-                flat_update(data, d, centre, &cc, slot, &mut min_d, &mut owner);
-                rebuild_clusters(&owner, &min_d, slot + 1, &mut members, &mut cmax);
-            } else {
-                // Work items: candidate clusters, large ones split into pieces of CHUNK rows so
-                // that the first picks (few, huge clusters) still use every thread.
-                let items: Vec<(usize, usize, usize)> = candidates
-                    .iter()
-                    .flat_map(|&j| {
-                        let len = members[j].len();
-                        (0..len.div_ceil(CHUNK).max(1))
-                            .map(move |p| (j, p * CHUNK, ((p + 1) * CHUNK).min(len)))
-                    })
-                    .collect();
-                // Each piece: rows that move to the new centre (with their new distance), and the
-                // largest distance among the rows that stay.
-                let results: Vec<PieceResult> = items
-                    .par_iter()
-                    .map(|&(j, a, b)| {
-                        let mut moved = Vec::new();
-                        let mut best = (f32::NEG_INFINITY, usize::MAX);
-                        let bound = cc[j];
-                        for &i in &members[j][a..b] {
-                            let iu = i as usize;
-                            let m = min_d[iu];
-                            if bound < MARGIN * m {
-                                let dist = sq_dist(row(iu), centre);
-                                if dist < m {
-                                    moved.push((i, dist));
-                                    continue;
-                                }
-                            }
-                            best = max_first(best, (m, iu));
-                        }
-                        (moved, best)
-                    })
-                    .collect();
-                let slot32 = slot as u32;
-                let mut new_members = Vec::new();
-                let mut new_max = (f32::NEG_INFINITY, usize::MAX);
-                let mut touched: Vec<usize> = Vec::new();
-                for &j in &candidates {
-                    cmax[j] = (f32::NEG_INFINITY, usize::MAX);
-                }
-                for (&(j, _, _), (moved, best)) in items.iter().zip(results) {
-                    cmax[j] = max_first(cmax[j], best);
-                    if moved.is_empty() {
-                        continue;
-                    }
-                    if touched.last() != Some(&j) {
-                        touched.push(j);
-                    }
-                    for (i, dist) in moved {
-                        min_d[i as usize] = dist;
-                        owner[i as usize] = slot32;
-                        new_max = max_first(new_max, (dist, i as usize));
-                        new_members.push(i);
-                    }
-                }
-                for j in touched {
-                    members[j].retain(|&i| owner[i as usize] != slot32);
-                }
-                members.push(new_members);
-                cmax.push(new_max);
-            }
+            clusters.add(data, d, centre, &cc, slot, dirty);
         }
         centres.extend_from_slice(centre);
-        let best = cmax
-            .iter()
-            .copied()
-            .fold((f32::NEG_INFINITY, usize::MAX), max_first);
+        let best = clusters.farthest();
         if indices.len() == k {
             progress.finish();
             return Ok(GreedyRun {
@@ -383,6 +275,177 @@ pub fn greedy_k_center_pruned(
         }
         current = best.1;
         current_dist = best.0;
+    }
+}
+
+/// The rows of the pruned greedy grouped by their nearest centre: each row's squared distance
+/// to it and its slot, each cluster's members and farthest row.
+struct Clusters {
+    min_d: Vec<f32>,
+    owner: Vec<u32>,
+    members: Vec<Vec<u32>>,
+    cmax: Vec<(f32, usize)>,
+}
+
+impl Clusters {
+    fn new(n: usize, k: usize) -> Self {
+        Self {
+            min_d: vec![f32::INFINITY; n],
+            owner: vec![u32::MAX; n],
+            members: Vec::with_capacity(k),
+            cmax: Vec::with_capacity(k),
+        }
+    }
+
+    /// The farthest row of a list (largest distance, first index on ties).
+    fn cluster_max(rows: &[u32], min_d: &[f32]) -> (f32, usize) {
+        rows.iter().fold((f32::NEG_INFINITY, usize::MAX), |b, &i| {
+            max_first(b, (min_d[i as usize], i as usize))
+        })
+    }
+
+    /// The new centre leaves its cluster and is never picked again; returns that cluster's
+    /// slot (`u32::MAX` for the start row).
+    fn take_centre(&mut self, current: usize) -> u32 {
+        self.min_d[current] = f32::NEG_INFINITY;
+        let dirty = self.owner[current];
+        self.owner[current] = u32::MAX;
+        if dirty != u32::MAX {
+            self.members[dirty as usize].retain(|&i| i as usize != current);
+        }
+        dirty
+    }
+
+    /// The first centre: every other row joins its cluster.
+    fn first(&mut self, data: &[f32], d: usize, current: usize) {
+        let centre = &data[current * d..(current + 1) * d];
+        self.min_d
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (j, m) in chunk.iter_mut().enumerate() {
+                    let i = c * CHUNK + j;
+                    if i != current {
+                        *m = sq_dist(&data[i * d..(i + 1) * d], centre);
+                    }
+                }
+            });
+        let n = self.min_d.len();
+        let all: Vec<u32> = (0..n as u32).filter(|&i| i as usize != current).collect();
+        self.owner.iter_mut().for_each(|o| *o = 0);
+        self.owner[current] = u32::MAX;
+        self.cmax.push(Self::cluster_max(&all, &self.min_d));
+        self.members.push(all);
+    }
+
+    /// A later centre in `slot`, at squared distances `cc` from the earlier centres: rows
+    /// nearer to it than to their own centre move into its new cluster. Only clusters that
+    /// the triangle inequality cannot rule out (and the one the centre left) are read.
+    fn add(&mut self, data: &[f32], d: usize, centre: &[f32], cc: &[f32], slot: usize, dirty: u32) {
+        let candidates: Vec<usize> = (0..slot)
+            .filter(|&j| {
+                j as u32 == dirty
+                    || (!self.members[j].is_empty() && cc[j] < MARGIN * self.cmax[j].0)
+            })
+            .collect();
+        let candidate_rows: usize = candidates.iter().map(|&j| self.members[j].len()).sum();
+        let n = self.min_d.len();
+        if candidate_rows * 4 > n - slot {
+            // Most rows are candidates (weakly clustered data, early picks): one sequential
+            // pass over all rows beats walking the member lists; the lists are rebuilt.
+            flat_update(data, d, centre, cc, slot, &mut self.min_d, &mut self.owner);
+            rebuild_clusters(
+                &self.owner,
+                &self.min_d,
+                slot + 1,
+                &mut self.members,
+                &mut self.cmax,
+            );
+        } else {
+            self.move_from(&candidates, data, d, centre, cc, slot);
+        }
+    }
+
+    /// The pruned update over the candidate clusters, large ones split into pieces of CHUNK
+    /// rows so that the first picks (few, huge clusters) still use every thread.
+    fn move_from(
+        &mut self,
+        candidates: &[usize],
+        data: &[f32],
+        d: usize,
+        centre: &[f32],
+        cc: &[f32],
+        slot: usize,
+    ) {
+        let members = &self.members;
+        let min_d = &self.min_d;
+        let items: Vec<(usize, usize, usize)> = candidates
+            .iter()
+            .flat_map(|&j| {
+                let len = members[j].len();
+                (0..len.div_ceil(CHUNK).max(1))
+                    .map(move |p| (j, p * CHUNK, ((p + 1) * CHUNK).min(len)))
+            })
+            .collect();
+        // Each piece: rows that move to the new centre (with their new distance), and the
+        // largest distance among the rows that stay.
+        let results: Vec<PieceResult> = items
+            .par_iter()
+            .map(|&(j, a, b)| {
+                let mut moved = Vec::new();
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                let bound = cc[j];
+                for &i in &members[j][a..b] {
+                    let iu = i as usize;
+                    let m = min_d[iu];
+                    if bound < MARGIN * m {
+                        let dist = sq_dist(&data[iu * d..(iu + 1) * d], centre);
+                        if dist < m {
+                            moved.push((i, dist));
+                            continue;
+                        }
+                    }
+                    best = max_first(best, (m, iu));
+                }
+                (moved, best)
+            })
+            .collect();
+        let slot32 = slot as u32;
+        let mut new_members = Vec::new();
+        let mut new_max = (f32::NEG_INFINITY, usize::MAX);
+        let mut touched: Vec<usize> = Vec::new();
+        for &j in candidates {
+            self.cmax[j] = (f32::NEG_INFINITY, usize::MAX);
+        }
+        for (&(j, _, _), (moved, best)) in items.iter().zip(results) {
+            self.cmax[j] = max_first(self.cmax[j], best);
+            if moved.is_empty() {
+                continue;
+            }
+            if touched.last() != Some(&j) {
+                touched.push(j);
+            }
+            for (i, dist) in moved {
+                self.min_d[i as usize] = dist;
+                self.owner[i as usize] = slot32;
+                new_max = max_first(new_max, (dist, i as usize));
+                new_members.push(i);
+            }
+        }
+        for j in touched {
+            let owner = &self.owner;
+            self.members[j].retain(|&i| owner[i as usize] != slot32);
+        }
+        self.members.push(new_members);
+        self.cmax.push(new_max);
+    }
+
+    /// The row farthest from its centre (the next pick) with its squared distance.
+    fn farthest(&self) -> (f32, usize) {
+        self.cmax
+            .iter()
+            .copied()
+            .fold((f32::NEG_INFINITY, usize::MAX), max_first)
     }
 }
 

@@ -70,57 +70,17 @@ pub(crate) fn evaluate_category(
         (Some(p), Some(m))
     };
 
-    let rel = |p: &PathBuf| {
-        p.strip_prefix(&cat.root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    };
+    let rel = |p: &PathBuf| relative(cat, p);
     let html = if html {
-        let lo = maps
-            .iter()
-            .flat_map(|m| m.iter())
-            .copied()
-            .fold(f32::INFINITY, f32::min);
-        let hi = maps
-            .iter()
-            .flat_map(|m| m.iter())
-            .copied()
-            .fold(f32::NEG_INFINITY, f32::max);
-        let inputs: Vec<image::RgbImage> = cat
-            .test
-            .par_iter()
-            .map(|t| load_rgb(&t.path).map(|img| geometry.apply_rgb(&img)))
-            .collect::<Result<_>>()?;
-        let shown: Vec<crate::report::html::Shown<'_>> = cat
-            .test
-            .iter()
-            .zip(inputs)
-            .enumerate()
-            .map(|(i, (t, input))| crate::report::html::Shown {
-                name: rel(&t.path),
-                defect_type: t.defect_type.clone(),
-                score: scores[i],
-                anomalous: t.anomalous,
-                input,
-                map: &maps[i],
-                mask: masks
-                    .as_ref()
-                    .filter(|_| t.mask.is_some())
-                    .map(|m| m[i].as_slice()),
-            })
-            .collect();
-        let view = crate::report::html::CategoryView {
-            name: &cat.name,
-            image_roc: &image.roc,
-            image_auroc: image.auroc,
-            pixel_roc: pixel.as_ref().map(|p| p.roc.as_slice()),
-            pixel_auroc: pixel.as_ref().map(|p| p.auroc),
-            image_threshold: image.f1_threshold,
-            pixel_threshold: pixel.as_ref().map(|p| p.f1_threshold),
-            map_range: (lo, hi),
-        };
-        crate::report::html::category_section(&view, &shown, 24)
+        html_section(
+            cat,
+            &scores,
+            &maps,
+            masks.as_deref(),
+            &image,
+            pixel.as_ref(),
+            geometry,
+        )?
     } else {
         String::new()
     };
@@ -154,6 +114,68 @@ pub(crate) fn evaluate_category(
             .collect(),
         html,
     })
+}
+
+/// A test image's path relative to its category, as reports show it.
+fn relative(cat: &MvtecCategory, p: &std::path::Path) -> String {
+    p.strip_prefix(&cat.root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The category's section of report.html: ROC curves and the overlays of the test images.
+fn html_section(
+    cat: &MvtecCategory,
+    scores: &[f32],
+    maps: &[Array2<f32>],
+    masks: Option<&[Vec<u8>]>,
+    image: &patchcore_metrics::ImageMetrics,
+    pixel: Option<&PixelMetricValues>,
+    geometry: patchcore_data::Geometry,
+) -> Result<String> {
+    let rel = |p: &PathBuf| relative(cat, p);
+    let lo = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    let hi = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let inputs: Vec<image::RgbImage> = cat
+        .test
+        .par_iter()
+        .map(|t| load_rgb(&t.path).map(|img| geometry.apply_rgb(&img)))
+        .collect::<Result<_>>()?;
+    let shown: Vec<crate::report::html::Shown<'_>> = cat
+        .test
+        .iter()
+        .zip(inputs)
+        .enumerate()
+        .map(|(i, (t, input))| crate::report::html::Shown {
+            name: rel(&t.path),
+            defect_type: t.defect_type.clone(),
+            score: scores[i],
+            anomalous: t.anomalous,
+            input,
+            map: &maps[i],
+            mask: masks.filter(|_| t.mask.is_some()).map(|m| m[i].as_slice()),
+        })
+        .collect();
+    let view = crate::report::html::CategoryView {
+        name: &cat.name,
+        image_roc: &image.roc,
+        image_auroc: image.auroc,
+        pixel_roc: pixel.map(|p| p.roc.as_slice()),
+        pixel_auroc: pixel.map(|p| p.auroc),
+        image_threshold: image.f1_threshold,
+        pixel_threshold: pixel.map(|p| p.f1_threshold),
+        map_range: (lo, hi),
+    };
+    Ok(crate::report::html::category_section(&view, &shown, 24))
 }
 
 /// Pixel metrics of a category's maps against its masks sent through `geometry`.
