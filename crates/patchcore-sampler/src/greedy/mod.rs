@@ -1,0 +1,336 @@
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
+use patchcore_core::{Error, Progress, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::projection::{ProjDim, Projection};
+use crate::{SampleSize, Sampler};
+
+mod pruned;
+
+pub use pruned::greedy_k_center_pruned;
+
+/// Squared Euclidean distance, computed from differences (not `|a|^2 + |b|^2 - 2ab`, whose
+/// cancellation can flip near-tied greedy picks), with 8 independent accumulators so it
+/// vectorises.
+#[inline]
+pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let mut s: f32 = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        let d = x - y;
+        s += d * d;
+    }
+    s + acc.iter().sum::<f32>()
+}
+
+/// The result of a greedy k-center run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreedyRun {
+    /// Selected row indices in selection order (the first is the start).
+    pub indices: Vec<usize>,
+    /// The max-min distance at the moment each index was picked (0 for the start).
+    pub picked_distance: Vec<f32>,
+    /// Covering radius of the selection: max over rows of the distance to the nearest centre.
+    pub radius: f32,
+}
+
+/// The shared greedy loop: `min_d` holds squared nearest-centre distances (already updated
+/// for any initial centres), `first` is the first pick.
+fn greedy_loop(
+    mut min_d: Vec<f32>,
+    k: usize,
+    first: (usize, f32),
+    progress: &dyn Progress,
+    mut update: impl FnMut(&mut [f32], usize, &[usize]) -> (f32, usize),
+) -> GreedyRun {
+    let mut indices = Vec::with_capacity(k);
+    let mut picked = Vec::with_capacity(k);
+    let (mut current, mut current_dist) = first;
+    progress.start(k as u64, "coreset selection");
+    loop {
+        indices.push(current);
+        picked.push(current_dist.max(0.0).sqrt());
+        progress.advance(1);
+        // A selected row is never picked again, even when every row is already covered at
+        // distance 0 (duplicated points).
+        min_d[current] = f32::NEG_INFINITY;
+        let (best, best_i) = update(&mut min_d, current, &indices);
+        if indices.len() == k {
+            progress.finish();
+            return GreedyRun {
+                indices,
+                picked_distance: picked,
+                radius: best.max(0.0).sqrt(),
+            };
+        }
+        current = best_i;
+        current_dist = best;
+    }
+}
+
+pub(crate) const CHUNK: usize = 4096;
+
+/// The pruning test's factor: a row is skipped when `||a(i) - c||^2 >= MARGIN * r(i)^2`, i.e.
+/// `||a(i) - c|| >= 2 r(i)` with a relative margin of 1e-4 against float rounding.
+pub(crate) const MARGIN: f32 = (2.0 * (1.0 + 1e-4)) * (2.0 * (1.0 + 1e-4));
+
+/// Folds `(value, index)` pairs to the maximum, the lowest index on ties.
+pub(crate) fn max_first(a: (f32, usize), b: (f32, usize)) -> (f32, usize) {
+    if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Plain update: every row's distance to the new centre.
+fn plain_update(data: &[f32], d: usize, min_d: &mut [f32], centre_i: usize) -> (f32, usize) {
+    let centre = &data[centre_i * d..(centre_i + 1) * d];
+    min_d
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            for (j, m) in chunk.iter_mut().enumerate() {
+                let i = c * CHUNK + j;
+                let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+                if dist < *m {
+                    *m = dist;
+                }
+                best = max_first(best, (*m, i));
+            }
+            best
+        })
+        .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
+}
+
+/// Checks `points` and `start`, and returns the points in standard (row-major) layout.
+pub(crate) fn standard_points<'a>(
+    points: ArrayView2<'a, f32>,
+    start: usize,
+) -> Result<CowArray<'a, f32, Ix2>> {
+    let n = points.nrows();
+    if n == 0 {
+        return Err(Error::InvalidArgument(
+            "greedy k-center on an empty set".into(),
+        ));
+    }
+    if start >= n {
+        return Err(Error::InvalidArgument(format!(
+            "start index {start} >= {n} rows"
+        )));
+    }
+    Ok(if points.is_standard_layout() {
+        CowArray::from(points)
+    } else {
+        CowArray::from(points.as_standard_layout().into_owned())
+    })
+}
+
+/// Greedy k-center (minimax facility location) on `points` `[n, d]`.
+///
+/// Starts from `start`, then repeatedly picks the row farthest from the current selection
+/// (the lowest index on ties), updating every row's distance to its nearest centre. Exact:
+/// `O(n * k * d)` distance work, parallel over rows.
+pub fn greedy_k_center(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    start: usize,
+    progress: &dyn Progress,
+) -> Result<GreedyRun> {
+    let points = standard_points(points, start)?;
+    let (n, d) = points.dim();
+    let data = points.as_slice().expect("standard layout");
+    Ok(greedy_loop(
+        vec![f32::INFINITY; n],
+        k.clamp(1, n),
+        (start, 0.0),
+        progress,
+        |m, c, _| plain_update(data, d, m, c),
+    ))
+}
+
+/// The official approximate greedy coreset (patchcore-inspection's
+/// `ApproximateGreedyCoresetSampler`): every row starts with the *mean* distance to
+/// `starts` random rows instead of the distance to one start; the first pick is the row with
+/// the largest mean distance; the rest is exact greedy. The starts are not part of the
+/// selection.
+pub fn approximate_greedy_k_center(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    starts: &[usize],
+    progress: &dyn Progress,
+) -> Result<GreedyRun> {
+    let n = points.nrows();
+    let max_start = *starts.iter().max().ok_or_else(|| {
+        Error::InvalidArgument("approximate greedy needs at least one start row".into())
+    })?;
+    let points = standard_points(points, max_start)?;
+    let d = points.ncols();
+    let data = points.as_slice().expect("standard layout");
+    let mut min_d = vec![0f32; n];
+    let first = min_d
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            for (j, m) in chunk.iter_mut().enumerate() {
+                let i = c * CHUNK + j;
+                let x = &data[i * d..(i + 1) * d];
+                let mean: f32 = starts
+                    .iter()
+                    .map(|&s| sq_dist(x, &data[s * d..(s + 1) * d]).sqrt())
+                    .sum::<f32>()
+                    / starts.len() as f32;
+                *m = mean * mean;
+                best = max_first(best, (*m, i));
+            }
+            best
+        })
+        .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first);
+    Ok(greedy_loop(
+        min_d,
+        k.clamp(1, n),
+        (first.1, first.0),
+        progress,
+        |m, c, _| plain_update(data, d, m, c),
+    ))
+}
+
+/// Covering radius of `selected` over `points`: `max_i min_{c in selected} ||p_i - p_c||`.
+pub fn covering_radius(points: ArrayView2<'_, f32>, selected: &[usize]) -> f32 {
+    let points = points.as_standard_layout();
+    let d = points.ncols();
+    let data = points.as_slice().expect("standard layout");
+    (0..points.nrows())
+        .into_par_iter()
+        .map(|i| {
+            selected
+                .iter()
+                .map(|&c| sq_dist(&data[i * d..(i + 1) * d], &data[c * d..(c + 1) * d]))
+                .fold(f32::INFINITY, f32::min)
+        })
+        .reduce(|| 0.0, f32::max)
+        .sqrt()
+}
+
+/// Which greedy k-center algorithm a [`GreedyCoreset`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum GreedyVariant {
+    /// [`greedy_k_center`]: exact, one full pass over the bank per pick.
+    Plain,
+    /// [`greedy_k_center_pruned`]: the same selection, far fewer distance evaluations.
+    #[default]
+    Pruned,
+    /// [`approximate_greedy_k_center`] with this many random start rows (official default 10).
+    Approximate {
+        /// Random start rows.
+        starts: usize,
+    },
+}
+
+/// Greedy k-center coreset, as PatchCore's memory-bank reduction (§3.2, eq. 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GreedyCoreset {
+    /// How many rows to keep.
+    pub size: SampleSize,
+    /// The projection the distances are computed on.
+    pub projection: Projection,
+    /// Seed of the projection and of the start row(s).
+    pub seed: u64,
+    /// Fixed start row (plain and pruned variants); `None` draws it from the seed.
+    pub start: Option<usize>,
+    /// The algorithm.
+    pub variant: GreedyVariant,
+}
+
+impl GreedyCoreset {
+    /// The points greedy runs on.
+    pub fn project(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.projection.apply(features, self.seed)
+    }
+
+    /// Runs the selection and returns the whole run (indices, picked distances, radius in
+    /// the projected space).
+    pub fn run(&self, features: ArrayView2<'_, f32>, progress: &dyn Progress) -> Result<GreedyRun> {
+        self.run_count(features, self.size.resolve(features.nrows()), progress)
+    }
+
+    /// As [`GreedyCoreset::run`], keeping `count` rows (clamped to `1..=n`) whatever `size` says.
+    pub fn run_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<GreedyRun> {
+        let n = features.nrows();
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "cannot subsample an empty memory bank".into(),
+            ));
+        }
+        let k = count.clamp(1, n);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_5eed);
+        let points = self.project(features)?;
+        match self.variant {
+            GreedyVariant::Approximate { starts } => {
+                let starts = rand::seq::index::sample(&mut rng, n, starts.clamp(1, n)).into_vec();
+                approximate_greedy_k_center(points.view(), k, &starts, progress)
+            }
+            v => {
+                let start = self.start.unwrap_or_else(|| rng.random_range(0..n));
+                if v == GreedyVariant::Plain {
+                    greedy_k_center(points.view(), k, start, progress)
+                } else {
+                    greedy_k_center_pruned(points.view(), k, start, progress)
+                }
+            }
+        }
+    }
+}
+
+impl Sampler for GreedyCoreset {
+    fn name(&self) -> &str {
+        match self.variant {
+            GreedyVariant::Plain => "greedy_coreset",
+            GreedyVariant::Pruned => "greedy_coreset_pruned",
+            GreedyVariant::Approximate { .. } => "approximate_greedy_coreset",
+        }
+    }
+
+    fn size(&self) -> SampleSize {
+        self.size
+    }
+
+    fn select_count(
+        &self,
+        features: ArrayView2<'_, f32>,
+        count: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<usize>> {
+        Ok(self.run_count(features, count, progress)?.indices)
+    }
+}
+
+impl Default for GreedyCoreset {
+    fn default() -> Self {
+        Self {
+            size: SampleSize::Ratio(0.01),
+            projection: Projection::Gaussian(ProjDim::Fixed(128)),
+            seed: 0,
+            start: None,
+            variant: GreedyVariant::Pruned,
+        }
+    }
+}
