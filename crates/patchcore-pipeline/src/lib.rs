@@ -21,7 +21,7 @@ pub use config::Config;
 pub use model::file as model_file;
 pub use model::{
     FitStats, FittedOn, LoadOptions, PatchCore, PatchCoreBuilder, Prediction, StageTimes,
-    WeightsInfo,
+    TrainImages, WeightsInfo,
 };
 pub use protocol::{
     EvaluateOptions, FitOptions, FittedCategory, combine_members, evaluate, evaluate_with,

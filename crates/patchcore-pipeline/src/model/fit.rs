@@ -1,6 +1,7 @@
 //! Feature extraction and fitting the memory bank (in memory, or merge-and-reduce under
 //! `fit.max_feature_memory_mb`).
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,6 +13,38 @@ use patchcore_sampler::Sampler;
 use rayon::prelude::*;
 
 use super::{FitStats, FittedOn, PatchCore};
+
+/// Training images: files decoded batch by batch, or images already in memory.
+#[derive(Debug, Clone, Copy)]
+pub enum TrainImages<'a> {
+    /// Image files, decoded in parallel under the model's image limits.
+    Paths(&'a [PathBuf]),
+    /// Decoded images.
+    Decoded(&'a [image::RgbImage]),
+}
+
+impl<'a> TrainImages<'a> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        match self {
+            TrainImages::Paths(p) => p.len(),
+            TrainImages::Decoded(d) => d.len(),
+        }
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Images `range`.
+    fn slice(&self, range: std::ops::Range<usize>) -> TrainImages<'a> {
+        match *self {
+            TrainImages::Paths(p) => TrainImages::Paths(&p[range]),
+            TrainImages::Decoded(d) => TrainImages::Decoded(&d[range]),
+        }
+    }
+}
 
 /// Seconds spent extracting and subsampling, summed over a fit.
 #[derive(Default)]
@@ -66,10 +99,12 @@ impl PatchCore {
             return Err(Error::InvalidArgument("no images given".into()));
         }
         progress.start(paths.len() as u64, "feature extraction");
-        let head = &paths[..self.batch_size().min(paths.len())];
-        let first = self.extract_images(&self.decode(head)?)?;
+        let source = TrainImages::Paths(paths);
+        let head = source.slice(0..self.batch_size().min(paths.len()));
+        let first = self.extract_images(&self.images(head)?)?;
         progress.advance(head.len() as u64);
-        let all = self.extract_rest(&first, &paths[head.len()..], paths.len(), progress)?;
+        let rest = source.slice(head.len()..paths.len());
+        let all = self.extract_rest(&first, rest, paths.len(), progress)?;
         progress.finish();
         PatchFeatures::new(all, paths.len(), first.grid_h, first.grid_w)
     }
@@ -79,7 +114,7 @@ impl PatchCore {
     fn extract_rest(
         &self,
         first: &PatchFeatures,
-        rest: &[PathBuf],
+        rest: TrainImages<'_>,
         total_images: usize,
         progress: &dyn Progress,
     ) -> Result<Array2<f32>> {
@@ -94,19 +129,29 @@ impl PatchCore {
     /// last one written.
     fn extract_into(
         &self,
-        paths: &[PathBuf],
+        images: TrainImages<'_>,
         out: &mut Array2<f32>,
         mut row: usize,
         progress: &dyn Progress,
     ) -> Result<usize> {
-        for chunk in paths.chunks(self.batch_size()) {
-            let pf = self.extract_images(&self.decode(chunk)?)?;
+        let n = images.len();
+        for start in (0..n).step_by(self.batch_size()) {
+            let chunk = images.slice(start..(start + self.batch_size()).min(n));
+            let pf = self.extract_images(&self.images(chunk)?)?;
             out.slice_mut(s![row..row + pf.features.nrows(), ..])
                 .assign(&pf.features);
             row += pf.features.nrows();
             progress.advance(chunk.len() as u64);
         }
         Ok(row)
+    }
+
+    /// The decoded images of a source: borrowed when already decoded.
+    fn images<'a>(&self, source: TrainImages<'a>) -> Result<Cow<'a, [image::RgbImage]>> {
+        match source {
+            TrainImages::Paths(p) => Ok(Cow::Owned(self.decode(p)?)),
+            TrainImages::Decoded(d) => Ok(Cow::Borrowed(d)),
+        }
     }
 
     pub(super) fn decode(&self, paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
@@ -131,6 +176,24 @@ impl PatchCore {
     /// features would exceed `fit.max_feature_memory_mb`, fitting streams in chunks (see
     /// [`crate::config::FitConfig`]).
     pub fn fit(&mut self, train: &[PathBuf], progress: &dyn Progress) -> Result<FitStats> {
+        self.fit_source(TrainImages::Paths(train), progress)
+    }
+
+    /// As [`PatchCore::fit`], on images already decoded.
+    pub fn fit_images(
+        &mut self,
+        train: &[image::RgbImage],
+        progress: &dyn Progress,
+    ) -> Result<FitStats> {
+        self.fit_source(TrainImages::Decoded(train), progress)
+    }
+
+    /// As [`PatchCore::fit`], on files or decoded images.
+    pub fn fit_source(
+        &mut self,
+        train: TrainImages<'_>,
+        progress: &dyn Progress,
+    ) -> Result<FitStats> {
         if train.is_empty() {
             return Err(Error::InvalidArgument("no training images".into()));
         }
@@ -144,8 +207,8 @@ impl PatchCore {
             .saturating_mul(1 << 20);
         // The first batch tells the feature size per image.
         progress.start(n as u64, "feature extraction");
-        let head = &train[..self.batch_size().min(n)];
-        let first = self.extract_images(&self.decode(head)?)?;
+        let head = train.slice(0..self.batch_size().min(n));
+        let first = self.extract_images(&self.images(head)?)?;
         progress.advance(head.len() as u64);
         let ppi = first.patches_per_image();
         let total_rows = n * ppi;
@@ -158,7 +221,7 @@ impl PatchCore {
         let mut clock = Clock::default();
         let (bank, chunks) = if chunk_images >= n {
             // Everything fits: one matrix, one selection (the paper's procedure).
-            let all = self.extract_rest(&first, &train[head.len()..], n, progress)?;
+            let all = self.extract_rest(&first, train.slice(head.len()..n), n, progress)?;
             drop(first);
             progress.finish();
             clock.extract += t0.elapsed().as_secs_f64();
@@ -195,7 +258,7 @@ impl PatchCore {
     fn fit_streamed(
         &self,
         sampler: &dyn Sampler,
-        train: &[PathBuf],
+        train: TrainImages<'_>,
         first: PatchFeatures,
         chunk_images: usize,
         clock: &mut Clock,
@@ -234,7 +297,7 @@ impl PatchCore {
                 None => (start, 0),
             };
             let te = Instant::now();
-            self.extract_into(&train[from..end], &mut feats, row, progress)?;
+            self.extract_into(train.slice(from..end), &mut feats, row, progress)?;
             clock.extract += te.elapsed().as_secs_f64();
             let keep = ((2 * target * rows).div_ceil(total_rows)).clamp(1, rows);
             let ts = Instant::now();

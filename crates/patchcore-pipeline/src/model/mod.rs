@@ -23,6 +23,7 @@ use patchcore_score::Scorer;
 use crate::config::{Config, MetricsResolution};
 
 pub use assemble::PatchCoreBuilder;
+pub use fit::TrainImages;
 
 /// Timings and sizes of a fit.
 #[derive(Debug, Clone, PartialEq)]

@@ -65,7 +65,7 @@ fn rebuild_clusters(
 }
 
 /// Greedy k-center with triangle-inequality pruning: the same selection as
-/// [`greedy_k_center`] (same start, same tie rule, same distances), with far fewer distance
+/// [`greedy_k_center`](super::greedy_k_center) (same start, same tie rule, same distances), with far fewer distance
 /// evaluations.
 ///
 /// Every row belongs to the cluster of its nearest centre `a(i)`, at squared distance `r(i)²`;

@@ -1,0 +1,281 @@
+//! The assembled model and the evaluation protocol.
+
+use std::path::PathBuf;
+
+use ndarray::{Array3, IxDyn};
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
+use patchcore_core::{Error, NoProgress};
+use patchcore_pipeline::{Config, EvaluateOptions, PatchCore, TrainImages};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use crate::arrays::{out, view};
+use crate::{PyRes, to_py};
+
+/// An `[h, w, 3]` uint8 RGB array as an image.
+fn rgb_of(a: &PyReadonlyArrayDyn<'_, u8>) -> PyRes<image::RgbImage> {
+    let v = view(a);
+    let (h, w) = match *v.shape() {
+        [h, w, 3] if h > 0 && w > 0 => (h, w),
+        _ => {
+            return Err(to_py(Error::Shape(format!(
+                "an image must be an [height, width, 3] uint8 RGB array, got shape {:?}",
+                v.shape()
+            ))));
+        }
+    };
+    let data: Vec<u8> = v.iter().copied().collect();
+    image::RgbImage::from_raw(w as u32, h as u32, data)
+        .ok_or_else(|| to_py(Error::Shape("image buffer does not fit its shape".into())))
+}
+
+/// One image argument: a path or an `[h, w, 3]` uint8 array.
+enum ImageArg {
+    Path(PathBuf),
+    Array(image::RgbImage),
+}
+
+fn image_arg(obj: &Bound<'_, PyAny>) -> PyRes<ImageArg> {
+    if let Ok(path) = obj.extract::<PathBuf>() {
+        return Ok(ImageArg::Path(path));
+    }
+    let a: PyReadonlyArrayDyn<'_, u8> = obj.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(
+            "an image is a path (str or os.PathLike) or an [height, width, 3] uint8 array",
+        )
+    })?;
+    Ok(ImageArg::Array(rgb_of(&a)?))
+}
+
+/// A config from a TOML file path, TOML text, or a dict of the same keys (JSON-like).
+fn config_of(obj: &Bound<'_, PyAny>) -> PyRes<Config> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s: String = s.extract()?;
+        let s = s.as_str();
+        let path = std::path::Path::new(s);
+        return if path.is_file() {
+            Config::from_file(path).map_err(to_py)
+        } else {
+            Config::from_toml_str(s, None).map_err(to_py)
+        };
+    }
+    if let Ok(path) = obj.extract::<PathBuf>() {
+        return Config::from_file(&path).map_err(to_py);
+    }
+    let json = obj
+        .py()
+        .import("json")?
+        .call_method1("dumps", (obj,))?
+        .extract::<String>()?;
+    let cfg: Config =
+        serde_json::from_str(&json).map_err(|e| to_py(Error::config("<dict>", e.to_string())))?;
+    cfg.validate().map_err(to_py)?;
+    Ok(cfg)
+}
+
+/// PatchCore: fit on defect-free images, score new ones.
+#[pyclass(name = "PatchCore", module = "patchcore_rs")]
+pub(crate) struct PyPatchCore {
+    inner: PatchCore,
+}
+
+#[pymethods]
+impl PyPatchCore {
+    /// Builds the model a config describes (a TOML path or text, or a dict); fetches the
+    /// backbone weights as the config says.
+    #[staticmethod]
+    fn from_config(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyRes<Self> {
+        let cfg = config_of(config)?;
+        let inner = py.detach(|| PatchCore::from_config(&cfg)).map_err(to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// Loads a `.patchcore` model file.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyRes<Self> {
+        let inner = py.detach(|| PatchCore::load(&path)).map_err(to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// Fits the memory bank on defect-free images: a list of paths or of `[h, w, 3]` uint8
+    /// arrays. Returns a dict of what the fit measured.
+    fn fit(&mut self, py: Python<'_>, images: &Bound<'_, PyList>) -> PyRes<Py<PyAny>> {
+        if images.is_empty() {
+            return Err(to_py(Error::InvalidArgument("no training images".into())));
+        }
+        let args: Vec<ImageArg> = images.iter().map(|o| image_arg(&o)).collect::<PyRes<_>>()?;
+        let stats = if args.iter().all(|a| matches!(a, ImageArg::Path(_))) {
+            let paths: Vec<PathBuf> = args
+                .into_iter()
+                .map(|a| match a {
+                    ImageArg::Path(p) => p,
+                    ImageArg::Array(_) => unreachable!("checked"),
+                })
+                .collect();
+            py.detach(|| self.inner.fit(&paths, &NoProgress))
+        } else {
+            let limits = self.inner.limits();
+            let decoded: Vec<image::RgbImage> = args
+                .into_iter()
+                .map(|a| match a {
+                    ImageArg::Path(p) => patchcore_data::load_rgb_with(&p, &limits),
+                    ImageArg::Array(img) => Ok(img),
+                })
+                .collect::<patchcore_core::Result<_>>()
+                .map_err(to_py)?;
+            py.detach(|| {
+                self.inner
+                    .fit_source(TrainImages::Decoded(&decoded), &NoProgress)
+            })
+        }
+        .map_err(to_py)?;
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("num_images", stats.num_images)?;
+        d.set_item("bank_rows_full", stats.bank_rows_full)?;
+        d.set_item("bank_rows", stats.bank_rows)?;
+        d.set_item("feature_dim", stats.feature_dim)?;
+        d.set_item("extract_seconds", stats.extract_seconds)?;
+        d.set_item("sample_seconds", stats.sample_seconds)?;
+        d.set_item("chunks", stats.chunks)?;
+        Ok(d.into_any().unbind())
+    }
+
+    /// Scores one image (a path or an `[h, w, 3]` uint8 array): `(score, anomaly_map)`, the
+    /// map `[crop, crop]` float32 at the network input geometry.
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        image: &Bound<'py, PyAny>,
+    ) -> PyRes<(f32, Bound<'py, PyArrayDyn<f32>>)> {
+        let arg = image_arg(image)?;
+        let p = py
+            .detach(|| match &arg {
+                ImageArg::Path(path) => self.inner.predict_path(path),
+                ImageArg::Array(img) => self.inner.predict(img),
+            })
+            .map_err(to_py)?;
+        Ok((p.score, out(py, p.anomaly_map.into_dyn())))
+    }
+
+    /// Scores several images at once: `(scores [n], maps [n, crop, crop])`.
+    fn predict_batch<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyList>,
+    ) -> PyRes<(Py<PyAny>, Py<PyAny>)> {
+        let limits = self.inner.limits();
+        let args: Vec<ImageArg> = images.iter().map(|o| image_arg(&o)).collect::<PyRes<_>>()?;
+        let decoded: Vec<image::RgbImage> = args
+            .into_iter()
+            .map(|a| match a {
+                ImageArg::Path(p) => patchcore_data::load_rgb_with(&p, &limits),
+                ImageArg::Array(img) => Ok(img),
+            })
+            .collect::<patchcore_core::Result<_>>()
+            .map_err(to_py)?;
+        if decoded.is_empty() {
+            return Err(to_py(Error::InvalidArgument("no images to score".into())));
+        }
+        let preds = py
+            .detach(|| self.inner.predict_images(&decoded))
+            .map_err(to_py)?;
+        let c = preds[0].anomaly_map.nrows();
+        let mut maps = Array3::<f32>::zeros((preds.len(), c, c));
+        for (mut m, p) in maps.outer_iter_mut().zip(&preds) {
+            m.assign(&p.anomaly_map);
+        }
+        let scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
+        let scores = ndarray::ArrayD::from_shape_vec(IxDyn(&[scores.len()]), scores).expect("1-D");
+        Ok((
+            out(py, scores).into_any().unbind(),
+            out(py, maps.into_dyn()).into_any().unbind(),
+        ))
+    }
+
+    /// Writes the fitted model to a `.patchcore` file (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyRes<()> {
+        py.detach(|| self.inner.save(&path)).map_err(to_py)
+    }
+
+    /// Decision threshold on image scores, if the model has one.
+    #[getter]
+    fn threshold(&self) -> Option<f32> {
+        self.inner.threshold.as_ref().map(|t| t.value)
+    }
+
+    /// Whether `score` is anomalous under the threshold (`None` without one).
+    fn verdict(&self, score: f32) -> Option<bool> {
+        self.inner.verdict(score)
+    }
+
+    /// The memory bank `[rows, dim]`, once fitted or loaded.
+    #[getter]
+    fn memory_bank<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArrayDyn<f32>>> {
+        self.inner.bank().map(|b| out(py, b.into_dyn()))
+    }
+
+    /// The model's config as a dict.
+    #[getter]
+    fn config(&self, py: Python<'_>) -> PyRes<Py<PyAny>> {
+        let text = serde_json::to_string(self.inner.config())
+            .map_err(|e| to_py(Error::External(e.to_string())))?;
+        Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PatchCore(backbone={:?}, layers={:?}, bank_rows={})",
+            self.inner.backbone().name(),
+            self.inner.backbone().layers(),
+            self.inner.index().map(|i| i.len()).unwrap_or(0)
+        )
+    }
+}
+
+/// Fits and evaluates `category` (or every category) under `data_root` with `config`;
+/// returns report.json's content as a dict. With `output`, also writes the reports there.
+#[pyfunction]
+#[pyo3(signature = (config, data_root, category=None, output=None))]
+fn evaluate(
+    py: Python<'_>,
+    config: &Bound<'_, PyAny>,
+    data_root: PathBuf,
+    category: Option<String>,
+    output: Option<PathBuf>,
+) -> PyRes<Py<PyAny>> {
+    let cfg = config_of(config)?;
+    let opts = EvaluateOptions {
+        data_root,
+        categories: category.into_iter().collect(),
+        output,
+        quiet: true,
+    };
+    let json = py
+        .detach(|| -> patchcore_core::Result<String> {
+            let report = patchcore_pipeline::evaluate(&cfg, &opts)?;
+            let value = patchcore_pipeline::report::to_json(&report)?;
+            serde_json::to_string(&value).map_err(|e| Error::External(e.to_string()))
+        })
+        .map_err(to_py)?;
+    Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
+}
+
+/// Decodes an image file to an `[h, w, 3]` uint8 RGB array, as the model reads it (gray,
+/// palette, 16-bit and alpha images converted; size limits checked before decoding).
+#[pyfunction]
+fn load_image<'py>(py: Python<'py>, path: PathBuf) -> PyRes<Bound<'py, PyArrayDyn<u8>>> {
+    let img = py
+        .detach(|| patchcore_data::load_rgb(&path))
+        .map_err(to_py)?;
+    let (w, h) = img.dimensions();
+    let a = ndarray::ArrayD::from_shape_vec(IxDyn(&[h as usize, w as usize, 3]), img.into_raw())
+        .map_err(|e| to_py(Error::Shape(e.to_string())))?;
+    Ok(out(py, a))
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyPatchCore>()?;
+    m.add_function(wrap_pyfunction!(load_image, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    Ok(())
+}
