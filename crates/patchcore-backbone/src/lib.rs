@@ -13,11 +13,13 @@
 mod effnet;
 mod host;
 mod layers;
+mod params;
 mod resnet;
 pub mod weights;
 
 pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite0};
 pub use layers::PaddingMode;
+pub use params::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use resnet::{BlockKind, RESNET_LAYERS, ResNet, ResNetSpec};
 pub use weights::{TensorMap, WeightsSource};
 

