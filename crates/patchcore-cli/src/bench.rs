@@ -18,18 +18,47 @@ use patchcore_sampler::{GreedyCoreset, GreedyVariant, ProjDim, Projection, Sampl
 use patchcore_testkit::lcg_matrix;
 
 /// The command line of `patchcore bench`.
+#[derive(clap::Args)]
 pub struct Args {
+    /// Architectures to time.
+    #[arg(long = "arch", default_values_t = ["efficientnet_lite0".to_string(), "resnet18".to_string(), "wide_resnet50_2".to_string()])]
     pub archs: Vec<String>,
+    /// Devices to time (every compiled CPU backend by default).
+    #[arg(long = "device", default_values_t = ["flex".to_string(), "ndarray".to_string()])]
     pub devices: Vec<String>,
+    /// Batch sizes.
+    #[arg(long = "batch", default_values_t = [1usize, 8])]
     pub batches: Vec<usize>,
+    /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
+    #[arg(long, default_value_t = 2.0)]
     pub min_time: f64,
+    /// What to run: "components" (backbones, coreset, k-NN), "backbones" (the backbone
+    /// table alone, e.g. under a profiler), "samplers" (every sampler
+    /// on --rows x --cols clustered features), "indices" (every k-NN index: build and
+    /// search times), "coreset" (plain vs pruned greedy on the
+    /// real training features of --data-root / --category), "latency" (the predict path
+    /// per --device and --batch, fitted on --category) or "growth" (fit time and peak
+    /// memory for 10, 50, 200, 1000 synthetic training images).
+    #[arg(long, default_value = "components")]
     pub suite: String,
-    pub rows: usize,
-    pub cols: usize,
-    pub data_root: Option<std::path::PathBuf>,
+    /// Data root of the coreset suite (default: ../shared/datasets/mvtec_ad_256).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Category of the coreset suite.
+    #[arg(long, default_value = "bottle")]
     pub category: String,
+    /// Coreset ratios of the coreset suite.
+    #[arg(long = "ratio", default_values_t = [0.01f64, 0.1])]
     pub ratios: Vec<f64>,
+    /// Run the plain greedy (the reference) only up to this ratio.
+    #[arg(long, default_value_t = 0.01)]
     pub plain_up_to: f64,
+    /// Rows of the sampler suite.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Feature width of the sampler suite.
+    #[arg(long, default_value_t = 1536)]
+    pub cols: usize,
 }
 
 /// Runs the suite `args.suite` names.

@@ -8,12 +8,25 @@ use patchcore_pipeline::config::DataSource;
 use patchcore_pipeline::{Config, EvaluateOptions, Report, evaluate};
 
 /// The command line of `patchcore evaluate`.
+#[derive(clap::Args)]
 pub struct Args {
+    /// Experiment config (TOML). Default: the compiled-in configs/mvtec_effnet_lite0.toml.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Folder holding MVTec AD categories (e.g. ../shared/datasets/mvtec_ad_256).
+    #[arg(long)]
     pub data_root: Option<PathBuf>,
+    /// Category to evaluate (repeatable). Default: every category under the data root.
+    #[arg(long = "category")]
     pub categories: Vec<String>,
+    /// Output folder for the reports.
+    #[arg(long, default_value = "out")]
     pub output: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
     pub quiet: bool,
+    /// Fit on at most this many training images (overrides data.train_limit).
+    #[arg(long)]
     pub train_limit: Option<usize>,
 }
 

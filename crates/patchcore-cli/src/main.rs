@@ -28,69 +28,10 @@ enum Command {
     ///
     /// Without --data-root, a deterministic synthetic data set in the MVTec AD layout is
     /// generated under `<output>/synthetic-data` and evaluated (the demo).
-    Evaluate {
-        /// Experiment config (TOML). Default: the compiled-in configs/mvtec_effnet_lite0.toml.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Folder holding MVTec AD categories (e.g. ../shared/datasets/mvtec_ad_256).
-        #[arg(long)]
-        data_root: Option<PathBuf>,
-        /// Category to evaluate (repeatable). Default: every category under the data root.
-        #[arg(long = "category")]
-        categories: Vec<String>,
-        /// Output folder for the reports.
-        #[arg(long, default_value = "out")]
-        output: PathBuf,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// Fit on at most this many training images (overrides data.train_limit).
-        #[arg(long)]
-        train_limit: Option<usize>,
-    },
+    Evaluate(evaluate::Args),
     /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
     /// Markdown tables for docs/BENCHMARKS.md.
-    Bench {
-        /// Architectures to time.
-        #[arg(long = "arch", default_values_t = ["efficientnet_lite0".to_string(), "resnet18".to_string(), "wide_resnet50_2".to_string()])]
-        archs: Vec<String>,
-        /// Devices to time (every compiled CPU backend by default).
-        #[arg(long = "device", default_values_t = ["flex".to_string(), "ndarray".to_string()])]
-        devices: Vec<String>,
-        /// Batch sizes.
-        #[arg(long = "batch", default_values_t = [1usize, 8])]
-        batches: Vec<usize>,
-        /// Minimum measuring time per case, seconds (after one warm-up run; at least 3 runs).
-        #[arg(long, default_value_t = 2.0)]
-        min_time: f64,
-        /// What to run: "components" (backbones, coreset, k-NN), "backbones" (the backbone
-        /// table alone, e.g. under a profiler), "samplers" (every sampler
-        /// on --rows x --cols clustered features), "indices" (every k-NN index: build and
-        /// search times), "coreset" (plain vs pruned greedy on the
-        /// real training features of --data-root / --category), "latency" (the predict path
-        /// per --device and --batch, fitted on --category) or "growth" (fit time and peak
-        /// memory for 10, 50, 200, 1000 synthetic training images).
-        #[arg(long, default_value = "components")]
-        suite: String,
-        /// Data root of the coreset suite (default: ../shared/datasets/mvtec_ad_256).
-        #[arg(long)]
-        data_root: Option<PathBuf>,
-        /// Category of the coreset suite.
-        #[arg(long, default_value = "bottle")]
-        category: String,
-        /// Coreset ratios of the coreset suite.
-        #[arg(long = "ratio", default_values_t = [0.01f64, 0.1])]
-        ratios: Vec<f64>,
-        /// Run the plain greedy (the reference) only up to this ratio.
-        #[arg(long, default_value_t = 0.01)]
-        plain_up_to: f64,
-        /// Rows of the sampler suite.
-        #[arg(long, default_value_t = 100_000)]
-        rows: usize,
-        /// Feature width of the sampler suite.
-        #[arg(long, default_value_t = 1536)]
-        cols: usize,
-    },
+    Bench(bench::Args),
     /// Fit one category's memory bank and write it as a model file (safetensors + JSON
     /// header; docs/MODEL_FILE.md). The decision threshold is F1-max on the category's
     /// labelled test split unless --threshold is given.
@@ -196,46 +137,8 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             Ok(())
         }
         Command::Conformance { devices, json } => conformance(&devices, json.as_deref()),
-        Command::Bench {
-            archs,
-            devices,
-            batches,
-            min_time,
-            suite,
-            rows,
-            cols,
-            data_root,
-            category,
-            ratios,
-            plain_up_to,
-        } => bench::dispatch(&bench::Args {
-            archs,
-            devices,
-            batches,
-            min_time,
-            suite,
-            rows,
-            cols,
-            data_root,
-            category,
-            ratios,
-            plain_up_to,
-        }),
-        Command::Evaluate {
-            config,
-            data_root,
-            categories,
-            output,
-            quiet,
-            train_limit,
-        } => evaluate::run(&evaluate::Args {
-            config,
-            data_root,
-            categories,
-            output,
-            quiet,
-            train_limit,
-        }),
+        Command::Bench(args) => bench::dispatch(&args),
+        Command::Evaluate(args) => evaluate::run(&args),
     }
 }
 
