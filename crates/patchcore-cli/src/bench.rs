@@ -1,6 +1,7 @@
 //! `patchcore bench`: throughput of the hot components, every variant measured in the same
 //! run (the machines are shared and noisy: compare only within one run).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -563,11 +564,10 @@ pub fn growth(sizes: &[usize]) -> Result<()> {
 
 /// One row of [`growth`]: fit the first `n` training images of `category_dir`.
 pub fn growth_one(category_dir: &std::path::Path, n: usize) -> Result<()> {
-    let train: Vec<std::path::PathBuf> =
-        patchcore_data::list_images(&category_dir.join("train/good"))?
-            .into_iter()
-            .take(n)
-            .collect();
+    let train: Vec<PathBuf> = patchcore_data::list_images(&category_dir.join("train/good"))?
+        .into_iter()
+        .take(n)
+        .collect();
     let cfg = patchcore_pipeline::Config::default_experiment()?;
     let mut model = patchcore_pipeline::PatchCore::from_config(&cfg)?;
     let t = Instant::now();
