@@ -7,7 +7,7 @@ use numpy::{Element, IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
 use patchcore_core::Error;
 use pyo3::prelude::*;
 
-use crate::{PyRes, to_py};
+use crate::to_py;
 
 /// A workspace-ndarray view of a numpy array (any rank), without a copy when contiguous.
 pub(crate) fn view<'a, T: Element + Copy>(
@@ -51,7 +51,7 @@ pub(crate) fn out<'py, T: Element + Copy>(
 }
 
 /// Refuses empty arrays and non-finite values, naming the argument.
-pub(crate) fn check(v: &ndarray::ArrayViewD<'_, f32>, what: &str) -> PyRes<()> {
+pub(crate) fn check(v: &ndarray::ArrayViewD<'_, f32>, what: &str) -> PyResult<()> {
     if v.is_empty() {
         return Err(to_py(Error::InvalidArgument(format!(
             "{what} is empty (shape {:?})",

@@ -12,11 +12,11 @@ use patchcore_score::{PatchCoreScorer, Scorer, Upsample};
 use pyo3::prelude::*;
 
 use crate::arrays::{check, out, view};
-use crate::{PyRes, to_py};
+use crate::to_py;
 
 /// A 2-D float32 array (a view when contiguous), refusing other ranks, empty arrays and
 /// non-finite values with the argument's name.
-fn matrix<'a>(a: &'a PyReadonlyArrayDyn<'_, f32>, what: &str) -> PyRes<CowArray<'a, f32, Ix2>> {
+fn matrix<'a>(a: &'a PyReadonlyArrayDyn<'_, f32>, what: &str) -> PyResult<CowArray<'a, f32, Ix2>> {
     let v = view(a);
     check(&v.view(), what)?;
     let n = v.ndim();
@@ -28,7 +28,7 @@ fn matrix<'a>(a: &'a PyReadonlyArrayDyn<'_, f32>, what: &str) -> PyRes<CowArray<
 }
 
 /// The sample size from `ratio` / `count` (exactly one).
-fn size(ratio: Option<f64>, count: Option<usize>) -> PyRes<SampleSize> {
+fn size(ratio: Option<f64>, count: Option<usize>) -> PyResult<SampleSize> {
     patchcore_sampler::SizeParams { ratio, count }
         .size()
         .map_err(to_py)
@@ -54,7 +54,7 @@ fn greedy_coreset<'py>(
     seed: u64,
     algorithm: &str,
     start: Option<usize>,
-) -> PyRes<Bound<'py, PyArrayDyn<i64>>> {
+) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
     let x = matrix(&features, "features")?;
     if let Some(s) = start
         && s >= x.nrows()
@@ -113,7 +113,7 @@ fn random_sample<'py>(
     ratio: Option<f64>,
     count: Option<usize>,
     seed: u64,
-) -> PyRes<Bound<'py, PyArrayDyn<i64>>> {
+) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
     let x = matrix(&features, "features")?;
     let sampler = RandomSampler {
         size: size(ratio, count)?,
@@ -137,7 +137,7 @@ pub(crate) struct PyExactIndex {
 #[pymethods]
 impl PyExactIndex {
     #[new]
-    fn new(py: Python<'_>, bank: PyReadonlyArrayDyn<'_, f32>) -> PyRes<Self> {
+    fn new(py: Python<'_>, bank: PyReadonlyArrayDyn<'_, f32>) -> PyResult<Self> {
         let b = matrix(&bank, "bank")?;
         let inner = py
             .detach(|| ExactIndex::new(b.into_owned()))
@@ -153,7 +153,7 @@ impl PyExactIndex {
         py: Python<'py>,
         queries: PyReadonlyArrayDyn<'py, f32>,
         k: usize,
-    ) -> PyRes<Neighbours<'py>> {
+    ) -> PyResult<Neighbours<'py>> {
         let q = matrix(&queries, "queries")?;
         let nn = py
             .detach(|| self.inner.search(q.view(), k))
@@ -182,7 +182,7 @@ impl PyExactIndex {
 }
 
 /// Patch features `[images, patches, dim]` or `[images, h, w, dim]` as [`PatchFeatures`].
-fn features_of(a: &PyReadonlyArrayDyn<'_, f32>) -> PyRes<PatchFeatures> {
+fn features_of(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<PatchFeatures> {
     let v = view(a);
     check(&v.view(), "patch_features")?;
     let (b, h, w, d) = match *v.shape() {
@@ -205,7 +205,7 @@ fn features_of(a: &PyReadonlyArrayDyn<'_, f32>) -> PyRes<PatchFeatures> {
 }
 
 /// The index to score against: an `ExactIndex`, or a bank array to build one from.
-fn index_of(py: Python<'_>, bank: &Bound<'_, PyAny>) -> PyRes<Py<PyExactIndex>> {
+fn index_of(py: Python<'_>, bank: &Bound<'_, PyAny>) -> PyResult<Py<PyExactIndex>> {
     if let Ok(index) = bank.cast::<PyExactIndex>() {
         return Ok(index.clone().unbind());
     }
@@ -224,7 +224,7 @@ fn anomaly_scores<'py>(
     bank: &Bound<'py, PyAny>,
     k: usize,
     return_patch_scores: bool,
-) -> PyRes<Py<PyAny>> {
+) -> PyResult<Py<PyAny>> {
     let feats = features_of(&patch_features)?;
     let index = index_of(py, bank)?;
     let index = index.get();
@@ -275,7 +275,7 @@ fn anomaly_map<'py>(
     width: usize,
     sigma: f32,
     upsample: &str,
-) -> PyRes<Bound<'py, PyArrayDyn<f32>>> {
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let upsample = match upsample {
         "bilinear" => Upsample::Bilinear,
         "nearest" => Upsample::Nearest,
@@ -299,7 +299,7 @@ fn anomaly_map<'py>(
     }
     let v = view(&patch_scores);
     check(&v.view(), "patch_scores")?;
-    let maps = py.detach(|| -> PyRes<ndarray::ArrayD<f32>> {
+    let maps = py.detach(|| -> PyResult<ndarray::ArrayD<f32>> {
         match v.ndim() {
             2 => {
                 let g = v.view().into_dimensionality::<Ix2>().expect("2-D");
@@ -330,7 +330,7 @@ fn anomaly_map<'py>(
 fn scores_labels(
     scores: &PyReadonlyArrayDyn<'_, f32>,
     labels: &Bound<'_, PyAny>,
-) -> PyRes<(Vec<f32>, Vec<bool>)> {
+) -> PyResult<(Vec<f32>, Vec<bool>)> {
     let s = view(scores);
     check(&s.view(), "scores")?;
     if s.ndim() != 1 {
@@ -366,7 +366,7 @@ fn auroc(
     py: Python<'_>,
     scores: PyReadonlyArrayDyn<'_, f32>,
     labels: &Bound<'_, PyAny>,
-) -> PyRes<f64> {
+) -> PyResult<f64> {
     let (s, l) = scores_labels(&scores, labels)?;
     py.detach(|| patchcore_metrics::auroc(&s, &l))
         .map_err(to_py)
@@ -378,7 +378,7 @@ fn image_metrics(
     py: Python<'_>,
     scores: PyReadonlyArrayDyn<'_, f32>,
     labels: &Bound<'_, PyAny>,
-) -> PyRes<(f64, f64, f64, f32)> {
+) -> PyResult<(f64, f64, f64, f32)> {
     let (s, l) = scores_labels(&scores, labels)?;
     let m = py
         .detach(|| patchcore_metrics::image_metrics(&s, &l))
@@ -396,7 +396,7 @@ fn pixel_metrics(
     maps: PyReadonlyArrayDyn<'_, f32>,
     masks: &Bound<'_, PyAny>,
     fpr_limit: f64,
-) -> PyRes<(f64, f64, f64, f32, f64, usize)> {
+) -> PyResult<(f64, f64, f64, f32, f64, usize)> {
     let m = view(&maps);
     check(&m.view(), "maps")?;
     let k: ArrayD<u8> = match masks.extract::<PyReadonlyArrayDyn<'_, u8>>() {

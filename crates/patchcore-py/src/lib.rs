@@ -32,9 +32,6 @@ pub(crate) fn to_py(e: patchcore_core::Error) -> PyErr {
     }
 }
 
-/// Result of a call into the library, as Python sees it.
-pub(crate) type PyRes<T> = PyResult<T>;
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PatchcoreError", m.py().get_type::<PatchcoreError>())?;

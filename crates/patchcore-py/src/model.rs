@@ -10,10 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 use crate::arrays::{out, view};
-use crate::{PyRes, to_py};
+use crate::to_py;
 
 /// An `[h, w, 3]` uint8 RGB array as an image.
-fn rgb_of(a: &PyReadonlyArrayDyn<'_, u8>) -> PyRes<image::RgbImage> {
+fn rgb_of(a: &PyReadonlyArrayDyn<'_, u8>) -> PyResult<image::RgbImage> {
     let v = view(a);
     let (h, w) = match *v.shape() {
         [h, w, 3] if h > 0 && w > 0 => (h, w),
@@ -35,7 +35,7 @@ enum ImageArg {
     Array(image::RgbImage),
 }
 
-fn image_arg(obj: &Bound<'_, PyAny>) -> PyRes<ImageArg> {
+fn image_arg(obj: &Bound<'_, PyAny>) -> PyResult<ImageArg> {
     if let Ok(path) = obj.extract::<PathBuf>() {
         return Ok(ImageArg::Path(path));
     }
@@ -47,8 +47,22 @@ fn image_arg(obj: &Bound<'_, PyAny>) -> PyRes<ImageArg> {
     Ok(ImageArg::Array(rgb_of(&a)?))
 }
 
+/// The images of `args`, files decoded under `limits`.
+fn decode(
+    args: Vec<ImageArg>,
+    limits: patchcore_data::ImageLimits,
+) -> PyResult<Vec<image::RgbImage>> {
+    args.into_iter()
+        .map(|a| match a {
+            ImageArg::Path(p) => patchcore_data::load_rgb_with(&p, &limits),
+            ImageArg::Array(img) => Ok(img),
+        })
+        .collect::<patchcore_core::Result<_>>()
+        .map_err(to_py)
+}
+
 /// A config from a TOML file path, TOML text, or a dict of the same keys (JSON-like).
-fn config_of(obj: &Bound<'_, PyAny>) -> PyRes<Config> {
+fn config_of(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     if let Ok(s) = obj.cast::<PyString>() {
         let s: String = s.extract()?;
         let s = s.as_str();
@@ -84,7 +98,7 @@ impl PyPatchCore {
     /// Builds the model a config describes (a TOML path or text, or a dict); fetches the
     /// backbone weights as the config says.
     #[staticmethod]
-    fn from_config(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyRes<Self> {
+    fn from_config(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Self> {
         let cfg = config_of(config)?;
         let inner = py.detach(|| PatchCore::from_config(&cfg)).map_err(to_py)?;
         Ok(Self { inner })
@@ -92,18 +106,21 @@ impl PyPatchCore {
 
     /// Loads a `.patchcore` model file.
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyRes<Self> {
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| PatchCore::load(&path)).map_err(to_py)?;
         Ok(Self { inner })
     }
 
     /// Fits the memory bank on defect-free images: a list of paths or of `[h, w, 3]` uint8
     /// arrays. Returns a dict of what the fit measured.
-    fn fit(&mut self, py: Python<'_>, images: &Bound<'_, PyList>) -> PyRes<Py<PyAny>> {
+    fn fit(&mut self, py: Python<'_>, images: &Bound<'_, PyList>) -> PyResult<Py<PyAny>> {
         if images.is_empty() {
             return Err(to_py(Error::InvalidArgument("no training images".into())));
         }
-        let args: Vec<ImageArg> = images.iter().map(|o| image_arg(&o)).collect::<PyRes<_>>()?;
+        let args: Vec<ImageArg> = images
+            .iter()
+            .map(|o| image_arg(&o))
+            .collect::<PyResult<_>>()?;
         let stats = if args.iter().all(|a| matches!(a, ImageArg::Path(_))) {
             let paths: Vec<PathBuf> = args
                 .into_iter()
@@ -114,15 +131,7 @@ impl PyPatchCore {
                 .collect();
             py.detach(|| self.inner.fit(&paths, &NoProgress))
         } else {
-            let limits = self.inner.limits();
-            let decoded: Vec<image::RgbImage> = args
-                .into_iter()
-                .map(|a| match a {
-                    ImageArg::Path(p) => patchcore_data::load_rgb_with(&p, &limits),
-                    ImageArg::Array(img) => Ok(img),
-                })
-                .collect::<patchcore_core::Result<_>>()
-                .map_err(to_py)?;
+            let decoded = decode(args, self.inner.limits())?;
             py.detach(|| {
                 self.inner
                     .fit_source(TrainImages::Decoded(&decoded), &NoProgress)
@@ -146,7 +155,7 @@ impl PyPatchCore {
         &self,
         py: Python<'py>,
         image: &Bound<'py, PyAny>,
-    ) -> PyRes<(f32, Bound<'py, PyArrayDyn<f32>>)> {
+    ) -> PyResult<(f32, Bound<'py, PyArrayDyn<f32>>)> {
         let arg = image_arg(image)?;
         let p = py
             .detach(|| match &arg {
@@ -162,17 +171,12 @@ impl PyPatchCore {
         &self,
         py: Python<'py>,
         images: &Bound<'py, PyList>,
-    ) -> PyRes<(Py<PyAny>, Py<PyAny>)> {
-        let limits = self.inner.limits();
-        let args: Vec<ImageArg> = images.iter().map(|o| image_arg(&o)).collect::<PyRes<_>>()?;
-        let decoded: Vec<image::RgbImage> = args
-            .into_iter()
-            .map(|a| match a {
-                ImageArg::Path(p) => patchcore_data::load_rgb_with(&p, &limits),
-                ImageArg::Array(img) => Ok(img),
-            })
-            .collect::<patchcore_core::Result<_>>()
-            .map_err(to_py)?;
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let args: Vec<ImageArg> = images
+            .iter()
+            .map(|o| image_arg(&o))
+            .collect::<PyResult<_>>()?;
+        let decoded = decode(args, self.inner.limits())?;
         if decoded.is_empty() {
             return Err(to_py(Error::InvalidArgument("no images to score".into())));
         }
@@ -193,7 +197,7 @@ impl PyPatchCore {
     }
 
     /// Writes the fitted model to a `.patchcore` file (atomically).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyRes<()> {
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| self.inner.save(&path)).map_err(to_py)
     }
 
@@ -216,7 +220,7 @@ impl PyPatchCore {
 
     /// The model's config as a dict.
     #[getter]
-    fn config(&self, py: Python<'_>) -> PyRes<Py<PyAny>> {
+    fn config(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let text = serde_json::to_string(self.inner.config())
             .map_err(|e| to_py(Error::External(e.to_string())))?;
         Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
@@ -242,7 +246,7 @@ fn evaluate(
     data_root: PathBuf,
     category: Option<String>,
     output: Option<PathBuf>,
-) -> PyRes<Py<PyAny>> {
+) -> PyResult<Py<PyAny>> {
     let cfg = config_of(config)?;
     let opts = EvaluateOptions {
         data_root,
@@ -263,7 +267,7 @@ fn evaluate(
 /// Decodes an image file to an `[h, w, 3]` uint8 RGB array, as the model reads it (gray,
 /// palette, 16-bit and alpha images converted; size limits checked before decoding).
 #[pyfunction]
-fn load_image<'py>(py: Python<'py>, path: PathBuf) -> PyRes<Bound<'py, PyArrayDyn<u8>>> {
+fn load_image<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
     let img = py
         .detach(|| patchcore_data::load_rgb(&path))
         .map_err(to_py)?;

@@ -94,7 +94,8 @@ impl ModelHeader {
     }
 }
 
-fn model_err(path: &Path, message: impl Into<String>) -> Error {
+/// An [`Error::Model`] naming the model file.
+pub(crate) fn model_err(path: &Path, message: impl Into<String>) -> Error {
     Error::Model {
         path: path.to_path_buf(),
         message: message.into(),

@@ -6,16 +6,9 @@ use patchcore_core::{Error, Result};
 use patchcore_nn::{IndexBuilder, IndexParams};
 
 use super::assemble::PatchCoreBuilder;
-use super::file::{self, BackboneIdentity, ModelHeader};
+use super::file::{self, BackboneIdentity, ModelHeader, model_err};
 use super::{FittedOn, LoadOptions, PatchCore};
 use crate::config::Config;
-
-fn model_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Model {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
 
 impl PatchCore {
     /// The header a model file of this fitted model carries. Fails for a model holding a
