@@ -67,6 +67,7 @@ fn coreset(c: &mut Criterion) {
         seed: 0,
         start: Some(0),
         variant: GreedyVariant::Pruned,
+        always_project: false,
     };
     g.bench_function("ratio_0.01_proj128", |b| {
         b.iter(|| s.select(feats.view(), &NoProgress).unwrap().len())

@@ -241,6 +241,7 @@ pub fn run(
         seed: 0,
         start: Some(0),
         variant: GreedyVariant::Pruned,
+        always_project: false,
     };
     let secs = time_it(3, min_time, || {
         s.select(feats.view(), &NoProgress).expect("coreset");
@@ -343,6 +344,7 @@ pub fn samplers(rows: usize, cols: usize) -> Result<()> {
                 seed: 0,
                 start: Some(0),
                 variant: GreedyVariant::Plain,
+                always_project: false,
             }),
         ),
         (
@@ -353,6 +355,7 @@ pub fn samplers(rows: usize, cols: usize) -> Result<()> {
                 seed: 0,
                 start: Some(0),
                 variant: GreedyVariant::Pruned,
+                always_project: false,
             }),
         ),
         (
@@ -363,6 +366,7 @@ pub fn samplers(rows: usize, cols: usize) -> Result<()> {
                 seed: 0,
                 start: None,
                 variant: GreedyVariant::Approximate { starts: 10 },
+                always_project: false,
             }),
         ),
         ("random", Box::new(RandomSampler { size, seed: 0 })),

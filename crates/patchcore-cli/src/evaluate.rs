@@ -28,18 +28,52 @@ pub struct Args {
     /// Fit on at most this many training images (overrides data.train_limit).
     #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Override a config key (repeatable), e.g. --set sampler.ratio=0.1; the value is read as
+    /// TOML (numbers, "strings", [lists], booleans), else as a string.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Seeds of repeated runs (overrides `seeds`): 0..5 (end excluded), 0..=4 or 0,1,2.
+    /// Features are extracted once; each seed fits its own coreset and index.
+    #[arg(long)]
+    pub seeds: Option<String>,
+}
+
+/// The overrides of `--set` and `--seeds`, in order.
+pub fn overrides(set: &[String], seeds: Option<&str>) -> Result<Vec<(String, toml::Value)>> {
+    let mut o = set
+        .iter()
+        .map(|s| patchcore_pipeline::config::parse_override(s))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(s) = seeds {
+        let seeds = patchcore_pipeline::sweep::parse_seeds(s)?;
+        o.push((
+            "seeds".into(),
+            toml::Value::Array(
+                seeds
+                    .iter()
+                    .map(|s| toml::Value::Integer(*s as i64))
+                    .collect(),
+            ),
+        ));
+    }
+    Ok(o)
 }
 
 /// Runs the command.
 pub fn run(args: &Args) -> Result<()> {
-    let mut cfg = match &args.config {
-        Some(p) => Config::from_file(p)?,
-        None => Config::default_experiment()?,
-    };
+    let mut cfg = Config::load(
+        args.config.as_deref(),
+        &overrides(&args.set, args.seeds.as_deref())?,
+    )?;
     if let Some(k) = args.train_limit {
         cfg.data.train_limit = k;
     }
-    let (data_root, categories) = data_of(&cfg, args)?;
+    let (data_root, categories) = data_of(
+        &cfg,
+        args.data_root.as_deref(),
+        &args.categories,
+        &args.output,
+    )?;
     let report = evaluate(
         &cfg,
         &EvaluateOptions {
@@ -64,19 +98,24 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The data root and categories: the command line's, none for the folder and manifest
 /// sources, or the synthetic demo set generated under the output folder.
-fn data_of(cfg: &Config, args: &Args) -> Result<(PathBuf, Vec<String>)> {
+pub fn data_of(
+    cfg: &Config,
+    data_root: Option<&Path>,
+    categories: &[String],
+    output: &Path,
+) -> Result<(PathBuf, Vec<String>)> {
     let mvtec = cfg.data.source == DataSource::Mvtec;
-    if !mvtec && (args.data_root.is_some() || !args.categories.is_empty()) {
+    if !mvtec && (data_root.is_some() || !categories.is_empty()) {
         return Err(Error::config(
             "data.source",
             "--data-root and --category apply to the \"mvtec\" source; this config reads \
              its data from data.folder / data.manifest",
         ));
     }
-    Ok(match &args.data_root {
-        Some(d) => (d.clone(), args.categories.clone()),
+    Ok(match data_root {
+        Some(d) => (d.to_path_buf(), categories.to_vec()),
         None if !mvtec => (PathBuf::new(), vec![]),
-        None => demo_data(&args.output)?,
+        None => demo_data(output)?,
     })
 }
 
@@ -111,17 +150,27 @@ fn print_low_shot(report: &Report) {
 
 fn print_categories(report: &Report) {
     println!(
-        "{:<24} {:>12} {:>12} {:>9} {:>14}",
-        "category", "image AUROC", "pixel AUROC", "fit (s)", "infer (ms/img)"
+        "{:<24} {:>17} {:>18} {:>17} {:>9} {:>14}",
+        "category", "image AUROC", "95% CI", "pixel AUROC", "fit (s)", "infer (ms/img)"
     );
+    let pm = |c: &patchcore_pipeline::CategoryResult, k: &str, v: Option<f64>| match (
+        c.spread.get(k),
+        v,
+    ) {
+        (Some(s), _) if s.values.len() > 1 => format!("{:.4} ± {:.4}", s.mean, s.std),
+        (_, Some(v)) => format!("{v:.4}"),
+        _ => "absent".into(),
+    };
     for (name, c) in &report.categories {
         println!(
-            "{:<24} {:>12.4} {:>12} {:>9.1} {:>14.1}",
+            "{:<24} {:>17} {:>18} {:>17} {:>9.1} {:>14.1}",
             name,
-            c.image_auroc,
-            c.pixel_auroc
-                .map(|p| format!("{p:.4}"))
-                .unwrap_or_else(|| "absent".into()),
+            pm(c, "image_auroc", Some(c.image_auroc)),
+            c.intervals
+                .get("image_auroc")
+                .map(|i| format!("[{:.4}, {:.4}]", i.lo, i.hi))
+                .unwrap_or_else(|| "—".into()),
+            pm(c, "pixel_auroc", c.pixel_auroc),
             c.fit_seconds,
             c.infer_ms_per_image
         );
@@ -130,7 +179,7 @@ fn print_categories(report: &Report) {
     let pix = pix
         .map(|p| format!("{p:.4}"))
         .unwrap_or_else(|| "absent".into());
-    println!("{:<24} {:>12.4} {:>12}", "mean", img, pix);
+    println!("{:<24} {:>17.4} {:>18} {:>17}", "mean", img, "", pix);
     for (name, c) in &report.categories {
         if let Some(why) = &c.pixel_metrics_absent {
             println!("{name}: pixel metrics absent: {why}");

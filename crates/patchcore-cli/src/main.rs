@@ -3,6 +3,7 @@
 mod bench;
 mod evaluate;
 mod predict;
+mod sweep;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ enum Command {
     /// Without --data-root, a deterministic synthetic data set in the MVTec AD layout is
     /// generated under `<output>/synthetic-data` and evaluated (the demo).
     Evaluate(evaluate::Args),
+    /// Sweep config keys over a grid (the [sweep] section of a config): every point is a full
+    /// evaluation with its seeds; one table (md, html, csv) compares them. --plan writes one
+    /// command per run for any scheduler; --merge tables finished runs.
+    Sweep(sweep::Args),
     /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
     /// Markdown tables for docs/BENCHMARKS.md.
     Bench(bench::Args),
@@ -139,6 +144,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
         Command::Conformance { devices, json } => conformance(&devices, json.as_deref()),
         Command::Bench(args) => bench::dispatch(&args),
         Command::Evaluate(args) => evaluate::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
     }
 }
 

@@ -7,9 +7,12 @@
 //! * [`PixelMetrics`]: the same over every pixel of a category plus AUPRO (PRO integrated up
 //!   to an FPR limit over the 8-connected regions of the masks, normalised by the limit, as
 //!   MVTec and anomalib), accumulated map by map: one `(f32, u32)` pair per pixel, sorted once.
+//! * [`ci`]: 95% intervals for AUROC: DeLong, and a seeded stratified bootstrap over test
+//!   images (image and pixel AUROC, paired over the runs of several seeds).
 
 #![warn(missing_docs)]
 
+pub mod ci;
 mod curves;
 mod pro;
 

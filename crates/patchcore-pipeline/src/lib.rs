@@ -7,6 +7,8 @@
 //!   `report.json` and `report.md`.
 //! * [`fit_model()`] and [`model_file`]: fit once, save a `.patchcore` file, and
 //!   [`PatchCore::load`] it elsewhere to score new images.
+//! * [`sweep`]: grids over any config keys, in process with resume or planned as one command
+//!   per run for any scheduler, merged into one comparison table.
 
 #![warn(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod progress;
 pub mod protocol;
 pub mod report;
 pub mod results;
+pub mod sweep;
 
 pub use config::Config;
 pub use model::file as model_file;
@@ -29,4 +32,4 @@ pub use protocol::{
 };
 pub use report::html::heatmap_overlay;
 pub use report::peak_rss_bytes;
-pub use results::{BackboneReport, CategoryResult, LowShotResult, Report, Spread};
+pub use results::{BackboneReport, CategoryResult, IntervalReport, LowShotResult, Report, Spread};

@@ -12,16 +12,34 @@ use crate::model::StageTimes;
 /// FPR limit of the AUPRO (MVTec's and anomalib's).
 pub const AUPRO_FPR_LIMIT: f64 = 0.3;
 
-/// Results of one category.
+/// A confidence interval as reports show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalReport {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+    /// Coverage (e.g. 0.95).
+    pub level: f64,
+    /// How it was computed.
+    pub method: String,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+}
+
+/// Results of one category. With several seeds (`seeds = [..]`), every metric field is the
+/// mean over seeds; `spread` holds mean, standard deviation and the per-seed values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryResult {
+    /// Seeds of the runs, in the order of every `spread` entry's values.
+    pub seeds: Vec<u64>,
     /// Area under the ROC curve of the image scores.
     pub image_auroc: f64,
     /// Average precision of the image scores.
     pub image_aupr: f64,
     /// Largest F1 of the image scores over all thresholds.
     pub image_f1_max: f64,
-    /// Image score threshold achieving `image_f1_max`.
+    /// Image score threshold achieving `image_f1_max` (first seed's run).
     pub image_f1_threshold: f32,
     /// Absent when the test split lacks masks (see `pixel_metrics_absent`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,19 +68,31 @@ pub struct CategoryResult {
     pub bank_rows: usize,
     /// Feature width (summed over ensemble members).
     pub feature_dim: usize,
-    /// Seconds of fitting (extraction, subsampling, index).
+    /// Seconds of fitting every seed's bank (extraction once, subsampling and index per
+    /// seed).
     pub fit_seconds: f64,
-    /// Seconds of training-feature extraction.
+    /// Seconds of training-feature extraction (once for all seeds unless streamed).
     pub extract_seconds: f64,
-    /// Seconds of subsampling.
+    /// Seconds of subsampling, summed over seeds.
     pub coreset_seconds: f64,
-    /// Milliseconds per test image, decoding included.
+    /// Milliseconds per test image of one seed's model: decoding and extraction (done once
+    /// for all seeds) plus one seed's search, scoring and maps.
     pub infer_ms_per_image: f64,
-    /// Seconds per test stage (decode, extraction, search + scoring, maps), all test images.
+    /// Seconds per test stage (decode, extraction, search + scoring, maps), all test images
+    /// and seeds.
     pub test_stage_seconds: StageTimes,
-    /// Per test image: (path relative to the category, defect type, score).
+    /// Per metric (`image_auroc`, ..., `coreset_seconds`): mean, sample standard deviation
+    /// and per-seed values.
+    pub spread: BTreeMap<String, Spread>,
+    /// Confidence intervals of `image_auroc` and `pixel_auroc` (for the seed mean).
+    pub intervals: BTreeMap<String, IntervalReport>,
+    /// Per test image: (path relative to the category, defect type, score of the first
+    /// seed).
     #[serde(skip)]
     pub scores: Vec<(String, String, f32)>,
+    /// Per seed, per test image: the score (in the order of `scores`).
+    #[serde(skip)]
+    pub seed_scores: Vec<Vec<f32>>,
     /// The category's section of report.html (empty when no report is written).
     #[serde(skip)]
     pub html: String,
@@ -81,6 +111,8 @@ pub struct Report {
     pub backbones: Vec<BackboneReport>,
     /// Low-shot protocol results per category (empty for the standard protocol).
     pub low_shot: BTreeMap<String, Vec<LowShotResult>>,
+    /// Hashes of the config, data and weights (`None` when not computed).
+    pub provenance: Option<crate::protocol::provenance::Provenance>,
 }
 
 /// Mean, sample standard deviation and the values of a metric over seeds.
@@ -95,7 +127,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    pub(crate) fn of(values: Vec<f64>) -> Option<Self> {
+    /// Mean and sample standard deviation of `values` (`None` when empty).
+    pub fn of(values: Vec<f64>) -> Option<Self> {
         if values.is_empty() {
             return None;
         }

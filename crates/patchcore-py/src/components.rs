@@ -97,6 +97,7 @@ fn greedy_coreset<'py>(
         seed,
         start,
         variant,
+        always_project: false,
     };
     let idx = py
         .detach(|| sampler.select(x.view(), &NoProgress))

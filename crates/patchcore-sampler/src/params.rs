@@ -91,6 +91,11 @@ pub struct GreedyParams {
     /// `sparse`: fraction of non-zero entries; 0 = `1/sqrt(d)` (Li et al.), 1/3 = Achlioptas.
     #[serde(default)]
     pub sparse_density: f64,
+    /// Project even when the width is not below the feature width (anomalib 2.7 does: the JL
+    /// width at eps 0.9 for 164k rows is 296 dims, above 152-d features). Default false: such
+    /// a projection is skipped and distances use the raw features.
+    #[serde(default)]
+    pub projection_always: bool,
 }
 fn d_proj() -> usize {
     128
@@ -113,6 +118,7 @@ impl Default for GreedyParams {
             projection_dim: d_proj(),
             projection_eps: d_eps_jl(),
             sparse_density: 0.0,
+            projection_always: false,
         }
     }
 }
@@ -174,6 +180,7 @@ impl GreedyParams {
             seed,
             start: None,
             variant,
+            always_project: self.projection_always,
         })
     }
 }

@@ -82,6 +82,12 @@ impl Projection {
     /// The output width for `n` points of width `d_in`, or `None` when no projection applies
     /// (`Projection::None`, or a width not below `d_in`).
     pub fn output_dim(&self, n: usize, d_in: usize) -> Result<Option<usize>> {
+        self.output_dim_with(n, d_in, false)
+    }
+
+    /// As [`Projection::output_dim`]; with `always`, a width at or above `d_in` is kept
+    /// (anomalib 2.7 projects to the JL width whatever the feature width).
+    pub fn output_dim_with(&self, n: usize, d_in: usize, always: bool) -> Result<Option<usize>> {
         let dim = match self {
             Projection::None => return Ok(None),
             Projection::Gaussian(d) | Projection::Sparse { dim: d, .. } => match *d {
@@ -92,13 +98,24 @@ impl Projection {
         if dim == 0 {
             return Err(Error::config("sampler.projection_dim", "must be positive"));
         }
-        Ok((dim < d_in).then_some(dim))
+        Ok((always || dim < d_in).then_some(dim))
     }
 
     /// Projects `features` (a copy when no projection applies).
     pub fn apply(&self, features: ArrayView2<'_, f32>, seed: u64) -> Result<Array2<f32>> {
+        self.apply_with(features, seed, false)
+    }
+
+    /// As [`Projection::apply`]; with `always`, projects even to a width at or above the
+    /// feature width ([`Projection::output_dim_with`]).
+    pub fn apply_with(
+        &self,
+        features: ArrayView2<'_, f32>,
+        seed: u64,
+        always: bool,
+    ) -> Result<Array2<f32>> {
         let (n, d_in) = features.dim();
-        let Some(d_out) = self.output_dim(n, d_in)? else {
+        let Some(d_out) = self.output_dim_with(n, d_in, always)? else {
             return Ok(features.to_owned());
         };
         let matrix = match self {
@@ -122,6 +139,23 @@ impl Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn always_keeps_a_projection_wider_than_the_features() {
+        let p = Projection::Sparse {
+            dim: ProjDim::JohnsonLindenstrauss { eps: 0.9 },
+            density: None,
+        };
+        // anomalib on bottle: 163856 rows of 152-d features -> 296 dims.
+        assert_eq!(p.output_dim(163_856, 152).unwrap(), None);
+        assert_eq!(p.output_dim_with(163_856, 152, true).unwrap(), Some(296));
+        let x = Array2::from_shape_fn((40, 3), |(i, j)| (i * 3 + j) as f32);
+        assert_eq!(p.apply(x.view(), 0).unwrap(), x);
+        assert_eq!(
+            p.apply_with(x.view(), 0, true).unwrap().dim(),
+            (40, jl_min_dim(40, 0.9).unwrap())
+        );
+    }
 
     #[test]
     fn jl_bound_matches_sklearn() {

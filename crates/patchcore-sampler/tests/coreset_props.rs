@@ -32,6 +32,7 @@ fn greedy(k: usize, projection: Projection, seed: u64, variant: GreedyVariant) -
         seed,
         start: None,
         variant,
+        always_project: false,
     }
 }
 

@@ -53,6 +53,13 @@ pub struct Config {
     /// Seed of every random choice (projection, coreset start, random sampler).
     #[serde(default)]
     pub seed: u64,
+    /// Seeds of repeated runs (`seeds = [0, 1, 2]`): every protocol fits and scores once per
+    /// seed, the seed driving the projection, the coreset start, the random sampler and the
+    /// IVF k-means (and, in the low-shot protocol, the training subset); reports give mean,
+    /// standard deviation and the per-seed values. Absent: one run with `seed`. Data splits
+    /// (`train_limit`, folder and manifest test splits) always use `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     /// Tensor backend: "flex" (default) or "ndarray".
     #[serde(default)]
     pub device: ComputeDevice,
@@ -87,15 +94,82 @@ pub struct Config {
     /// Folder of the config file (relative data paths resolve against it); not a key.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The `key = value` overrides applied on top of the file (`--set`, sweep points), in
+    /// order; reports record them. Not a key.
+    #[serde(skip)]
+    pub overrides: Vec<(String, toml::Value)>,
+}
+
+/// Parses a `key=value` override (`--set sampler.ratio=0.1`): the value is read as a TOML
+/// value (`0.1`, `"sparse"`, `[1, 2]`, `true`), else taken as a string.
+pub fn parse_override(s: &str) -> Result<(String, toml::Value)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| Error::InvalidArgument(format!("`{s}`: write an override as key=value")))?;
+    let key = k.trim().to_string();
+    if key.is_empty() {
+        return Err(Error::InvalidArgument(format!("`{s}`: the key is empty")));
+    }
+    let v = v.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    Ok((key, value))
+}
+
+/// Sets the dotted `key` of a TOML document to `value`, creating tables on the way.
+fn set_dotted(doc: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    if key.contains('[') || key.split('.').any(str::is_empty) {
+        return Err(Error::config(
+            key,
+            "override a key by its dotted path (e.g. sampler.ratio); ensemble members \
+             ([[ensemble]]) cannot be addressed this way",
+        ));
+    }
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("non-empty");
+    let mut table = doc;
+    let mut path = String::new();
+    for p in parts {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(p);
+        let entry = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            Error::config(
+                &path,
+                format!("`{path}` is not a table, so `{key}` cannot be set"),
+            )
+        })?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// The TOML text of a config file with its `[sweep]` section removed and `overrides`
+/// applied.
+pub fn overridden_toml(text: &str, overrides: &[(String, toml::Value)]) -> Result<String> {
+    let mut doc: toml::Table =
+        toml::from_str(text).map_err(|e| Error::config("<toml>", e.to_string()))?;
+    doc.remove("sweep");
+    for (k, v) in overrides {
+        set_dotted(&mut doc, k, v.clone())?;
+    }
+    toml::to_string(&doc).map_err(|e| Error::config("<toml>", e.to_string()))
 }
 
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 11] = [
+pub const TOP_LEVEL_KEYS: [&str; 12] = [
     "protocol",
     "fit",
     "ensemble",
+    "seeds",
     "seed",
     "device",
     "data",
@@ -168,6 +242,7 @@ impl Config {
         base_dir: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
+        let text = &overridden_toml(text, &[])?;
         let built = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -177,6 +252,7 @@ impl Config {
                     .try_parsing(true)
                     .list_separator(",")
                     .with_list_parse_key("backbone.layers")
+                    .with_list_parse_key("seeds")
                     .source(Some(env_overrides(vars))),
             )
             .build()
@@ -197,20 +273,46 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file (a `[sweep]` section is ignored: `patchcore sweep`
+    /// reads it).
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with(path, &[])
+    }
+
+    /// As [`Config::from_file`], with `key = value` overrides applied on top of the file
+    /// (before the environment's).
+    pub fn from_file_with(path: &Path, overrides: &[(String, toml::Value)]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml_str(&text, path.parent()).map_err(|e| match e {
+        let in_file = |e| match e {
             Error::Config { key, message } => {
                 Error::config(key, format!("{message} (in {})", path.display()))
             }
             other => other,
-        })
+        };
+        let text = overridden_toml(&text, overrides).map_err(in_file)?;
+        let mut cfg = Self::from_toml_str(&text, path.parent()).map_err(in_file)?;
+        cfg.overrides = overrides.to_vec();
+        Ok(cfg)
     }
 
     /// The compiled-in default experiment.
     pub fn default_experiment() -> Result<Self> {
         Self::from_toml_str(DEFAULT_CONFIG_TOML, None)
+    }
+
+    /// The compiled-in default experiment with `key = value` overrides.
+    pub fn default_experiment_with(overrides: &[(String, toml::Value)]) -> Result<Self> {
+        let mut cfg = Self::from_toml_str(&overridden_toml(DEFAULT_CONFIG_TOML, overrides)?, None)?;
+        cfg.overrides = overrides.to_vec();
+        Ok(cfg)
+    }
+
+    /// A config file (or the default experiment when `path` is `None`) with overrides.
+    pub fn load(path: Option<&Path>, overrides: &[(String, toml::Value)]) -> Result<Self> {
+        match path {
+            Some(p) => Self::from_file_with(p, overrides),
+            None => Self::default_experiment_with(overrides),
+        }
     }
 
     /// Range and consistency checks; each error names its key and the allowed values.
@@ -234,6 +336,35 @@ impl Config {
         }
         if self.protocol.seeds.is_empty() {
             return Err(Error::config("protocol.seeds", "list at least one seed"));
+        }
+        if let Some(s) = &self.seeds {
+            if s.is_empty() {
+                return Err(Error::config(
+                    "seeds",
+                    "list at least one seed, or leave `seeds` out for one run with `seed`",
+                ));
+            }
+            let mut sorted = s.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != s.len() {
+                return Err(Error::config("seeds", format!("{s:?} repeats a seed")));
+            }
+        }
+        if self.protocol.bootstrap_resamples < 100 {
+            return Err(Error::config(
+                "protocol.bootstrap_resamples",
+                format!(
+                    "must be at least 100 for a percentile interval, got {}",
+                    self.protocol.bootstrap_resamples
+                ),
+            ));
+        }
+        if !(self.protocol.ci_level > 0.5 && self.protocol.ci_level < 1.0) {
+            return Err(Error::config(
+                "protocol.ci_level",
+                format!("must be in (0.5, 1), got {}", self.protocol.ci_level),
+            ));
         }
         Ok(())
     }
@@ -261,6 +392,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The seeds of the repeated runs: `seeds`, else `[seed]`. The low-shot protocol uses
+    /// [`Config::low_shot_seeds`].
+    pub fn run_seeds(&self) -> Vec<u64> {
+        self.seeds.clone().unwrap_or_else(|| vec![self.seed])
+    }
+
+    /// The seeds of the low-shot protocol: `seeds` when given, else `protocol.seeds`.
+    pub fn low_shot_seeds(&self) -> Vec<u64> {
+        self.seeds
+            .clone()
+            .unwrap_or_else(|| self.protocol.seeds.clone())
     }
 
     /// The backbones of the experiment (one, or the ensemble members).

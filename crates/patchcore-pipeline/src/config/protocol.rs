@@ -49,12 +49,26 @@ pub struct ProtocolConfig {
     /// Training-set sizes of the low-shot protocol (the paper: 1, 2, 5, 10, 16, 20, 50).
     #[serde(default = "d_shots")]
     pub shots: Vec<usize>,
-    /// Seeds of the random training subsets (one run per seed and size).
+    /// Seeds of the low-shot runs when the top-level `seeds` is absent (one run per seed and
+    /// size; the seed draws the training subset and drives the sampler).
     #[serde(default = "d_seeds")]
     pub seeds: Vec<u64>,
     /// "random" (seeded subsets, default) or "first" (the first k in sorted order; one run).
     #[serde(default = "d_selection")]
     pub selection: TrainSelection,
+    /// Resamples of the stratified bootstrap over test images behind the image and pixel
+    /// AUROC intervals (>= 100).
+    #[serde(default = "d_resamples")]
+    pub bootstrap_resamples: usize,
+    /// Coverage of the intervals.
+    #[serde(default = "d_ci_level")]
+    pub ci_level: f64,
+}
+fn d_resamples() -> usize {
+    1000
+}
+fn d_ci_level() -> f64 {
+    0.95
 }
 fn d_shots() -> Vec<usize> {
     vec![1, 2, 5, 10, 16, 20, 50]
@@ -72,6 +86,8 @@ impl Default for ProtocolConfig {
             shots: d_shots(),
             seeds: d_seeds(),
             selection: d_selection(),
+            bootstrap_resamples: d_resamples(),
+            ci_level: d_ci_level(),
         }
     }
 }

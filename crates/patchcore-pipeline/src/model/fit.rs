@@ -46,6 +46,24 @@ impl<'a> TrainImages<'a> {
     }
 }
 
+/// A model's sampler, or one built for another seed ([`PatchCore::sampler_for_seed`]).
+pub enum SeededSampler<'a> {
+    /// The model's own sampler (the config's seed).
+    Own(&'a dyn Sampler),
+    /// A sampler built from the config's `[sampler]` with another seed.
+    Built(Box<dyn Sampler>),
+}
+
+impl SeededSampler<'_> {
+    /// The sampler.
+    pub fn get(&self) -> &dyn Sampler {
+        match self {
+            SeededSampler::Own(s) => *s,
+            SeededSampler::Built(b) => b.as_ref(),
+        }
+    }
+}
+
 /// Seconds spent extracting and subsampling, summed over a fit.
 #[derive(Default)]
 struct Clock {
@@ -194,10 +212,63 @@ impl PatchCore {
         train: TrainImages<'_>,
         progress: &dyn Progress,
     ) -> Result<FitStats> {
+        let seed = self.config.seed;
+        let (bank, mut stats) = self
+            .fit_banks(train, &[seed], progress)?
+            .pop()
+            .expect("one seed");
+        let t2 = Instant::now();
+        self.set_bank(bank)?;
+        stats.index_seconds = t2.elapsed().as_secs_f64();
+        self.fitted_on = Some(FittedOn {
+            dataset: "images".into(),
+            num_train: stats.num_images,
+            rows_full: stats.bank_rows_full,
+        });
+        Ok(stats)
+    }
+
+    /// The sampler of this model with every random choice drawn from `seed`: the model's own
+    /// for the config's seed, else one built from the config's `[sampler]` (a custom sampler
+    /// cannot be reseeded).
+    pub fn sampler_for_seed(&self, seed: u64) -> Result<SeededSampler<'_>> {
+        let own = self.fit_sampler()?;
+        if seed == self.config.seed {
+            return Ok(SeededSampler::Own(own));
+        }
+        match &self.config.sampler {
+            patchcore_sampler::SamplerParams::Custom { name } => Err(Error::config(
+                "seeds",
+                format!(
+                    "the custom sampler `{name}` cannot be reseeded: run one seed (the \
+                     config's `seed`), or build the sampler from the config"
+                ),
+            )),
+            p => Ok(SeededSampler::Built(p.build(seed)?)),
+        }
+    }
+
+    /// Memory banks of `train` for each of `seeds` (sampler reseeded per seed, see
+    /// [`PatchCore::sampler_for_seed`]), without installing any. When the features fit in
+    /// `fit.max_feature_memory_mb` they are extracted once and every seed selects from the
+    /// same matrix: a later seed costs only its selection (its stats show no extraction
+    /// time). A streamed fit extracts again for every seed.
+    pub fn fit_banks(
+        &self,
+        train: TrainImages<'_>,
+        seeds: &[u64],
+        progress: &dyn Progress,
+    ) -> Result<Vec<(Array2<f32>, FitStats)>> {
         if train.is_empty() {
             return Err(Error::InvalidArgument("no training images".into()));
         }
-        let sampler = self.fit_sampler()?;
+        if seeds.is_empty() {
+            return Err(Error::InvalidArgument("no seeds to fit".into()));
+        }
+        let samplers = seeds
+            .iter()
+            .map(|&s| self.sampler_for_seed(s))
+            .collect::<Result<Vec<_>>>()?;
         let t0 = Instant::now();
         let n = train.len();
         let budget = self
@@ -218,38 +289,63 @@ impl PatchCore {
         } else {
             (budget / 2 / per_image).max(self.batch_size()).max(1)
         };
-        let mut clock = Clock::default();
-        let (bank, chunks) = if chunk_images >= n {
-            // Everything fits: one matrix, one selection (the paper's procedure).
+        let stats = |bank: &Array2<f32>, clock: &Clock, chunks| FitStats {
+            num_images: n,
+            bank_rows_full: total_rows,
+            bank_rows: bank.nrows(),
+            feature_dim: bank.ncols(),
+            extract_seconds: clock.extract,
+            sample_seconds: clock.sample,
+            index_seconds: 0.0,
+            chunks,
+        };
+        let mut out = Vec::with_capacity(seeds.len());
+        if chunk_images >= n {
+            // Everything fits: one matrix, one selection per seed (the paper's procedure).
             let all = self.extract_rest(&first, train.slice(head.len()..n), n, progress)?;
             drop(first);
             progress.finish();
-            clock.extract += t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let selected = sampler.select(all.view(), progress)?;
-            clock.sample += t1.elapsed().as_secs_f64();
-            (all.select(Axis(0), &selected), 1)
+            let mut extract = t0.elapsed().as_secs_f64();
+            for sampler in &samplers {
+                let t1 = Instant::now();
+                let selected = sampler.get().select(all.view(), progress)?;
+                let clock = Clock {
+                    extract: std::mem::take(&mut extract),
+                    sample: t1.elapsed().as_secs_f64(),
+                };
+                let bank = all.select(Axis(0), &selected);
+                out.push((stats(&bank, &clock, 1), bank));
+            }
         } else {
-            self.fit_streamed(sampler, train, first, chunk_images, &mut clock, progress)?
-        };
-        let (bank_rows, feature_dim) = bank.dim();
-        let t2 = Instant::now();
-        self.set_bank(bank)?;
-        self.fitted_on = Some(FittedOn {
-            dataset: "images".into(),
-            num_train: n,
-            rows_full: total_rows,
-        });
-        Ok(FitStats {
-            num_images: n,
-            bank_rows_full: total_rows,
-            bank_rows,
-            feature_dim,
-            extract_seconds: clock.extract,
-            sample_seconds: clock.sample,
-            index_seconds: t2.elapsed().as_secs_f64(),
-            chunks,
-        })
+            let mut first = Some(first);
+            for sampler in &samplers {
+                let mut clock = Clock::default();
+                let head_feats = match first.take() {
+                    Some(f) => {
+                        clock.extract += t0.elapsed().as_secs_f64();
+                        f
+                    }
+                    None => {
+                        let te = Instant::now();
+                        let f = self.extract_images(&self.images(head)?)?;
+                        clock.extract += te.elapsed().as_secs_f64();
+                        progress.start(n as u64, "feature extraction");
+                        progress.advance(head.len() as u64);
+                        f
+                    }
+                };
+                let (bank, chunks) = self.fit_streamed(
+                    sampler.get(),
+                    train,
+                    head_feats,
+                    chunk_images,
+                    &mut clock,
+                    progress,
+                )?;
+                out.push((stats(&bank, &clock, chunks), bank));
+            }
+        }
+        Ok(out.into_iter().map(|(s, b)| (b, s)).collect())
     }
 
     /// Merge and reduce: images are extracted `chunk_images` at a time, each chunk keeps

@@ -23,7 +23,7 @@ use patchcore_score::Scorer;
 use crate::config::{Config, MetricsResolution};
 
 pub use assemble::PatchCoreBuilder;
-pub use fit::TrainImages;
+pub use fit::{SeededSampler, TrainImages};
 
 /// Timings and sizes of a fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +257,21 @@ impl PatchCore {
     pub fn set_bank(&mut self, bank: Array2<f32>) -> Result<()> {
         self.index = Some(self.index_builder.build(bank)?);
         Ok(())
+    }
+
+    /// Builds an index over `bank` with the model's index builder, its random choices (IVF
+    /// k-means) drawn from `seed`: the model's own builder for the config's seed or a custom
+    /// index, else one from the config's `[nn]` reseeded. Installs nothing.
+    pub fn build_index_for_seed(
+        &self,
+        bank: Array2<f32>,
+        seed: u64,
+    ) -> Result<Box<dyn NearestNeighborIndex>> {
+        match &self.config.nn {
+            patchcore_nn::IndexParams::Custom { .. } => self.index_builder.build(bank),
+            _ if seed == self.config.seed => self.index_builder.build(bank),
+            p => p.clone().with_seed(seed).build(bank),
+        }
     }
 
     /// The fitted index, or an error if [`PatchCore::fit`] has not run.

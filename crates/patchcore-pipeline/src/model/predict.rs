@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use patchcore_core::{Progress, Result};
+use patchcore_core::{PatchFeatures, Progress, Result};
 use patchcore_data::load_rgb_with;
+use patchcore_nn::NearestNeighborIndex;
 use rayon::prelude::*;
 
 use super::{PatchCore, Prediction, StageTimes};
@@ -25,8 +26,19 @@ impl PatchCore {
         let t = Instant::now();
         let feats = self.extract_images(images)?;
         times.extract += t.elapsed().as_secs_f64();
+        self.score_features(&feats, index, times)
+    }
+
+    /// Scores patch features (from [`PatchCore::extract_images`]) against `index`: image
+    /// scores (eq. 7) and anomaly maps.
+    pub fn score_features(
+        &self,
+        feats: &PatchFeatures,
+        index: &dyn NearestNeighborIndex,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Prediction>> {
         let t = Instant::now();
-        let scores = self.scorer.score(&feats, index)?;
+        let scores = self.scorer.score(feats, index)?;
         times.search_and_score += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let c = self.geometry.crop as usize;
@@ -74,6 +86,37 @@ impl PatchCore {
             let images = self.decode(chunk)?;
             times.decode += t.elapsed().as_secs_f64();
             out.extend(self.predict_images_timed(&images, times)?);
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// Scores image files against several indices (e.g. the banks of several seeds): each
+    /// batch is decoded and extracted once, then scored against every index. Returns one
+    /// prediction list per index.
+    pub fn predict_paths_multi(
+        &self,
+        paths: &[PathBuf],
+        indices: &[&dyn NearestNeighborIndex],
+        progress: &dyn Progress,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Vec<Prediction>>> {
+        progress.start(paths.len() as u64, "scoring");
+        let mut out: Vec<Vec<Prediction>> = indices
+            .iter()
+            .map(|_| Vec::with_capacity(paths.len()))
+            .collect();
+        for chunk in paths.chunks(self.batch_size()) {
+            let t = Instant::now();
+            let images = self.decode(chunk)?;
+            times.decode += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let feats = self.extract_images(&images)?;
+            times.extract += t.elapsed().as_secs_f64();
+            for (o, index) in out.iter_mut().zip(indices) {
+                o.extend(self.score_features(&feats, *index, times)?);
+            }
             progress.advance(chunk.len() as u64);
         }
         progress.finish();

@@ -4,7 +4,7 @@
 use patchcore_core::Result;
 use patchcore_data::{MvtecCategory, TrainLimit};
 
-use super::standard::evaluate_category;
+use super::standard::{RunSpec, evaluate_category};
 use crate::config::{Config, TrainSelection};
 use crate::model::PatchCore;
 use crate::results::{CategoryResult, LowShotResult, Spread};
@@ -17,8 +17,8 @@ pub(crate) fn run_low_shot(
     quiet: bool,
 ) -> Result<Vec<LowShotResult>> {
     let seeds: Vec<u64> = match cfg.protocol.selection {
-        TrainSelection::First => vec![cfg.protocol.seeds[0]],
-        TrainSelection::Random => cfg.protocol.seeds.clone(),
+        TrainSelection::First => vec![cfg.low_shot_seeds()[0]],
+        TrainSelection::Random => cfg.low_shot_seeds(),
     };
     let mut out = Vec::new();
     for &k in &cfg.protocol.shots {
@@ -33,7 +33,8 @@ pub(crate) fn run_low_shot(
                 TrainSelection::First => TrainLimit::First(k),
                 TrainSelection::Random => TrainLimit::Random { k, seed },
             });
-            let r = evaluate_category(models, &c, quiet, false)?;
+            // The seed draws the subset and drives the sampler.
+            let r = evaluate_category(models, &c, &RunSpec::of(cfg, vec![seed], quiet, false))?;
             tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
             runs.push(r);
         }

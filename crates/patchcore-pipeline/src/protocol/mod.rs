@@ -5,6 +5,7 @@
 mod ensemble;
 mod fit;
 mod low_shot;
+pub mod provenance;
 mod standard;
 
 use std::collections::BTreeMap;
@@ -106,6 +107,7 @@ pub fn evaluate_with(
 ) -> Result<Report> {
     // Check the whole layout before any expensive work.
     let cats = open_categories(cfg, opts)?;
+    let provenance = provenance::provenance(cfg, &cats)?;
     let mut models: Vec<PatchCore> = (0..cfg.backbones().len())
         .map(|i| build(&cfg.member(i)))
         .collect::<Result<_>>()?;
@@ -128,7 +130,8 @@ pub fn evaluate_with(
             );
             continue;
         }
-        let r = standard::evaluate_category(&mut models, cat, opts.quiet, opts.output.is_some())?;
+        let spec = standard::RunSpec::of(cfg, cfg.run_seeds(), opts.quiet, opts.output.is_some());
+        let r = standard::evaluate_category(&mut models, cat, &spec)?;
         tracing::info!(
             category = %cat.name,
             image_auroc = format!("{:.4}", r.image_auroc),
@@ -146,6 +149,7 @@ pub fn evaluate_with(
         categories: results,
         low_shot,
         backbones: models.iter().map(BackboneReport::of).collect(),
+        provenance: Some(provenance),
     };
     if let Some(out) = &opts.output {
         crate::report::write(&report, out)?;

@@ -7,93 +7,226 @@ use std::time::Instant;
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
 use patchcore_data::{MvtecCategory, load_mask, load_rgb};
+use patchcore_metrics::ci::{self, BootstrapSpec, PixelHistograms};
 use patchcore_metrics::{PixelMetricValues, PixelMetrics, image_metrics};
+use patchcore_nn::NearestNeighborIndex;
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 
 use super::ensemble::combine_members;
-use crate::config::MetricsResolution;
-use crate::model::{PatchCore, StageTimes};
+use crate::config::{Config, MetricsResolution};
+use crate::model::{PatchCore, StageTimes, TrainImages};
 use crate::progress::Bar;
-use crate::results::{AUPRO_FPR_LIMIT, CategoryResult};
+use crate::results::{AUPRO_FPR_LIMIT, CategoryResult, IntervalReport, Spread};
+
+/// How a category is evaluated: the seeds of its runs and the intervals' bootstrap.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSpec {
+    pub seeds: Vec<u64>,
+    pub bootstrap: BootstrapSpec,
+    pub quiet: bool,
+    pub html: bool,
+}
+
+impl RunSpec {
+    pub(crate) fn of(cfg: &Config, seeds: Vec<u64>, quiet: bool, html: bool) -> Self {
+        Self {
+            seeds,
+            bootstrap: BootstrapSpec {
+                resamples: cfg.protocol.bootstrap_resamples,
+                level: cfg.protocol.ci_level,
+                seed: cfg.seed,
+            },
+            quiet,
+            html,
+        }
+    }
+}
+
+/// Bins of the per-image pixel-score histograms behind the pixel AUROC interval.
+const PIXEL_BINS: usize = 4096;
+
+/// What one seed's run measured.
+struct SeedRun {
+    image: patchcore_metrics::ImageMetrics,
+    pixel: Option<PixelMetricValues>,
+    hist: Option<PixelHistograms>,
+}
 
 pub(crate) fn evaluate_category(
     models: &mut [PatchCore],
     cat: &MvtecCategory,
-    quiet: bool,
-    html: bool,
+    spec: &RunSpec,
 ) -> Result<CategoryResult> {
-    let bar = Bar::new(quiet);
+    let bar = Bar::new(spec.quiet);
+    let seeds = &spec.seeds;
     let paths: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
-    let mut members = Vec::with_capacity(models.len());
-    let (mut fit_seconds, mut extract_seconds, mut coreset_seconds, mut infer_seconds) =
-        (0.0, 0.0, 0.0, 0.0);
+    // members[seed][member] = (scores, maps)
+    let mut members: Vec<Vec<(Vec<f32>, Vec<Array2<f32>>)>> = seeds
+        .iter()
+        .map(|_| Vec::with_capacity(models.len()))
+        .collect();
+    let (mut extract_seconds, mut index_seconds) = (0.0, 0.0);
+    let mut coreset_per_seed = vec![0.0; seeds.len()];
     let (mut bank_rows, mut bank_rows_full, mut feature_dim) = (0, 0, 0);
     let mut test_times = StageTimes::default();
     for model in models.iter_mut() {
-        tracing::info!(category = %cat.name, backbone = model.backbone().name(), train = cat.train.len(), test = cat.test.len(), "fitting");
-        let t0 = Instant::now();
-        let stats = model.fit(&cat.train, &bar)?;
-        let fit = t0.elapsed().as_secs_f64();
-        tracing::info!(
-            category = %cat.name,
-            bank = stats.bank_rows,
-            of = stats.bank_rows_full,
-            dim = stats.feature_dim,
-            seconds = format!("{fit:.2}"),
-            "memory bank ready"
-        );
-        fit_seconds += fit;
-        extract_seconds += stats.extract_seconds;
-        coreset_seconds += stats.sample_seconds;
-        bank_rows += stats.bank_rows;
-        bank_rows_full += stats.bank_rows_full;
-        feature_dim += stats.feature_dim;
-        let t1 = Instant::now();
-        let preds = model.predict_paths_timed(&paths, &bar, &mut test_times)?;
-        infer_seconds += t1.elapsed().as_secs_f64();
-        let scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
-        members.push((
-            scores,
-            preds.into_iter().map(|p| p.anomaly_map).collect::<Vec<_>>(),
-        ));
+        tracing::info!(category = %cat.name, backbone = model.backbone().name(), train = cat.train.len(), test = cat.test.len(), seeds = ?seeds, "fitting");
+        let fits = model.fit_banks(TrainImages::Paths(&cat.train), seeds, &bar)?;
+        let mut indices = Vec::with_capacity(seeds.len());
+        for (i, ((bank, stats), &seed)) in fits.into_iter().zip(seeds).enumerate() {
+            if i == 0 {
+                bank_rows += stats.bank_rows;
+                bank_rows_full += stats.bank_rows_full;
+                feature_dim += stats.feature_dim;
+            }
+            extract_seconds += stats.extract_seconds;
+            coreset_per_seed[i] += stats.sample_seconds;
+            let t = Instant::now();
+            indices.push(model.build_index_for_seed(bank, seed)?);
+            index_seconds += t.elapsed().as_secs_f64();
+            tracing::info!(
+                category = %cat.name,
+                seed,
+                bank = stats.bank_rows,
+                of = stats.bank_rows_full,
+                dim = stats.feature_dim,
+                coreset_seconds = format!("{:.2}", stats.sample_seconds),
+                "memory bank ready"
+            );
+        }
+        let refs: Vec<&dyn NearestNeighborIndex> = indices.iter().map(|b| b.as_ref()).collect();
+        let preds = model.predict_paths_multi(&paths, &refs, &bar, &mut test_times)?;
+        for (slot, p) in members.iter_mut().zip(preds) {
+            let scores: Vec<f32> = p.iter().map(|p| p.score).collect();
+            slot.push((scores, p.into_iter().map(|p| p.anomaly_map).collect()));
+        }
     }
-    let (scores, maps) = combine_members(members);
     let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
-    let image = image_metrics(&scores, &labels)?;
-
     let pixel_metrics_absent = cat.pixel_metrics_unavailable();
     let geometry = models[0].geometry();
-    let (pixel, masks) = if pixel_metrics_absent.is_some() {
-        (None, None)
+    let resolution = models[0].metrics_resolution();
+    let masks = if pixel_metrics_absent.is_some() {
+        None
     } else {
-        let (p, m) = pixel_metrics_of(cat, &maps, geometry, models[0].metrics_resolution())?;
-        (Some(p), Some(m))
+        Some(load_masks(cat, geometry)?)
     };
+    let mut runs = Vec::with_capacity(seeds.len());
+    let mut seed_scores = Vec::with_capacity(seeds.len());
+    let mut html = String::new();
+    for (i, m) in members.into_iter().enumerate() {
+        let (scores, maps) = combine_members(m);
+        let image = image_metrics(&scores, &labels)?;
+        let (pixel, hist) = match &masks {
+            None => (None, None),
+            Some(masks) => {
+                let (p, h) = pixel_metrics_of(&maps, masks, geometry, resolution)?;
+                (Some(p), Some(h))
+            }
+        };
+        if i == 0 && spec.html {
+            html = html_section(
+                cat,
+                &scores,
+                &maps,
+                masks.as_ref().map(|m| m.crop.as_slice()),
+                &image,
+                pixel.as_ref(),
+                geometry,
+            )?;
+        }
+        seed_scores.push(scores);
+        runs.push(SeedRun { image, pixel, hist });
+    }
 
-    let rel = |p: &PathBuf| relative(cat, p);
-    let html = if html {
-        html_section(
-            cat,
-            &scores,
-            &maps,
-            masks.as_deref(),
-            &image,
-            pixel.as_ref(),
-            geometry,
-        )?
-    } else {
-        String::new()
-    };
+    // Per-seed values of every metric, and their spread.
+    let mut spread = BTreeMap::new();
+    type Metric = fn(&SeedRun) -> Option<f64>;
+    let metrics: [(&str, Metric); 7] = [
+        ("image_auroc", |r| Some(r.image.auroc)),
+        ("image_aupr", |r| Some(r.image.aupr)),
+        ("image_f1_max", |r| Some(r.image.f1_max)),
+        ("pixel_auroc", |r| r.pixel.as_ref().map(|p| p.auroc)),
+        ("pixel_aupr", |r| r.pixel.as_ref().map(|p| p.aupr)),
+        ("pixel_f1_max", |r| r.pixel.as_ref().map(|p| p.f1_max)),
+        ("pixel_aupro", |r| r.pixel.as_ref().map(|p| p.aupro)),
+    ];
+    for (name, f) in metrics {
+        if let Some(s) = Spread::of(runs.iter().filter_map(f).collect()) {
+            spread.insert(name.to_string(), s);
+        }
+    }
+    spread.insert(
+        "coreset_seconds".into(),
+        Spread::of(coreset_per_seed.clone()).expect("one seed at least"),
+    );
+    let mean = |k: &str| spread.get(k).map(|s: &Spread| s.mean);
 
+    // Intervals for the seed mean, resampling test images.
+    let mut intervals = BTreeMap::new();
+    let bs = &spec.bootstrap;
+    let method = format!(
+        "stratified percentile bootstrap over test images ({} resamples, seed {}), paired over \
+         {} seed(s)",
+        bs.resamples,
+        bs.seed,
+        seeds.len()
+    );
+    let score_refs: Vec<&[f32]> = seed_scores.iter().map(Vec::as_slice).collect();
+    match ci::bootstrap_image_auroc(&score_refs, &labels, bs) {
+        Ok(i) => {
+            intervals.insert(
+                "image_auroc".to_string(),
+                IntervalReport {
+                    lo: i.lo,
+                    hi: i.hi,
+                    level: bs.level,
+                    method: method.clone(),
+                    resamples: bs.resamples,
+                },
+            );
+        }
+        Err(e) => tracing::warn!(category = %cat.name, "no image AUROC interval: {e}"),
+    }
+    let hists: Vec<&PixelHistograms> = runs.iter().filter_map(|r| r.hist.as_ref()).collect();
+    if !hists.is_empty() {
+        match ci::bootstrap_pixel_auroc(&hists, &labels, bs) {
+            Ok(i) => {
+                intervals.insert(
+                    "pixel_auroc".to_string(),
+                    IntervalReport {
+                        lo: i.lo,
+                        hi: i.hi,
+                        level: bs.level,
+                        method: format!(
+                            "{method}; pixels binned into {PIXEL_BINS} score bins per image, \
+                             shifted by the exact-minus-binned AUROC"
+                        ),
+                        resamples: bs.resamples,
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(category = %cat.name, "no pixel AUROC interval: {e}"),
+        }
+    }
+
+    let n_test = cat.test.len() as f64;
+    let n_seeds = seeds.len() as f64;
+    let per_seed_test = test_times.decode
+        + test_times.extract
+        + (test_times.search_and_score + test_times.maps) / n_seeds;
+    let coreset_seconds: f64 = coreset_per_seed.iter().sum();
+    let first = &runs[0];
     Ok(CategoryResult {
-        image_auroc: image.auroc,
-        image_aupr: image.aupr,
-        image_f1_max: image.f1_max,
-        image_f1_threshold: image.f1_threshold,
-        pixel_auroc: pixel.as_ref().map(|p| p.auroc),
-        pixel_aupr: pixel.as_ref().map(|p| p.aupr),
-        pixel_f1_max: pixel.as_ref().map(|p| p.f1_max),
-        pixel_aupro: pixel.as_ref().map(|p| p.aupro),
+        seeds: seeds.clone(),
+        image_auroc: mean("image_auroc").expect("always measured"),
+        image_aupr: mean("image_aupr").expect("always measured"),
+        image_f1_max: mean("image_f1_max").expect("always measured"),
+        image_f1_threshold: first.image.f1_threshold,
+        pixel_auroc: mean("pixel_auroc"),
+        pixel_aupr: mean("pixel_aupr"),
+        pixel_f1_max: mean("pixel_f1_max"),
+        pixel_aupro: mean("pixel_aupro"),
         pixel_metrics_absent,
         num_train: cat.train.len(),
         num_test: cat.test.len(),
@@ -101,17 +234,20 @@ pub(crate) fn evaluate_category(
         bank_rows_full,
         bank_rows,
         feature_dim,
-        fit_seconds,
+        fit_seconds: extract_seconds + coreset_seconds + index_seconds,
         extract_seconds,
         coreset_seconds,
-        infer_ms_per_image: infer_seconds * 1000.0 / cat.test.len() as f64,
+        infer_ms_per_image: per_seed_test * 1000.0 / n_test,
         test_stage_seconds: test_times,
+        spread,
+        intervals,
         scores: cat
             .test
             .iter()
-            .zip(&scores)
-            .map(|(t, s)| (rel(&t.path), t.defect_type.clone(), *s))
+            .zip(&seed_scores[0])
+            .map(|(t, s)| (relative(cat, &t.path), t.defect_type.clone(), *s))
             .collect(),
+        seed_scores,
         html,
     })
 }
@@ -178,15 +314,15 @@ fn html_section(
     Ok(crate::report::html::category_section(&view, &shown, 24))
 }
 
-/// Pixel metrics of a category's maps against its masks sent through `geometry`.
-fn pixel_metrics_of(
-    cat: &MvtecCategory,
-    maps: &[Array2<f32>],
-    geometry: patchcore_data::Geometry,
-    resolution: MetricsResolution,
-) -> Result<(PixelMetricValues, Vec<Vec<u8>>)> {
-    // Masks at the crop geometry (always: the HTML overlays use them), checked against their
-    // images' sizes.
+/// A category's masks: at the crop geometry (metrics at the crop, HTML overlays) and as
+/// loaded with their images' sizes (metrics at full resolution).
+pub(crate) struct Masks {
+    crop: Vec<Vec<u8>>,
+    loaded: Vec<(Option<image::GrayImage>, (u32, u32))>,
+}
+
+/// Loads a category's masks, checked against their images' sizes.
+fn load_masks(cat: &MvtecCategory, geometry: patchcore_data::Geometry) -> Result<Masks> {
     let loaded: Vec<(Option<image::GrayImage>, (u32, u32))> = cat
         .test
         .par_iter()
@@ -216,7 +352,7 @@ fn pixel_metrics_of(
         })
         .collect::<Result<_>>()?;
     let n = (geometry.crop * geometry.crop) as usize;
-    let masks: Vec<Vec<u8>> = loaded
+    let crop = loaded
         .iter()
         .map(|(m, _)| {
             m.as_ref()
@@ -224,12 +360,36 @@ fn pixel_metrics_of(
                 .unwrap_or_else(|| vec![0u8; n])
         })
         .collect();
+    Ok(Masks { crop, loaded })
+}
+
+/// Pixel metrics of a category's maps against its masks, and the per-image histograms of
+/// the pixel AUROC interval.
+fn pixel_metrics_of(
+    maps: &[Array2<f32>],
+    masks: &Masks,
+    geometry: patchcore_data::Geometry,
+    resolution: MetricsResolution,
+) -> Result<(PixelMetricValues, PixelHistograms)> {
+    let lo = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    let hi = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut hist = PixelHistograms::new(lo, hi, PIXEL_BINS);
     let mut pixel = PixelMetrics::new();
-    for ((map, m), (full_mask, (w0, h0))) in maps.iter().zip(&masks).zip(&loaded) {
+    for ((map, m), (full_mask, (w0, h0))) in maps.iter().zip(&masks.crop).zip(&masks.loaded) {
         match resolution {
             MetricsResolution::Crop => {
                 let (h, w) = map.dim();
-                pixel.add(map.as_slice().expect("contiguous"), m, h, w)?;
+                let values = map.as_slice().expect("contiguous");
+                pixel.add(values, m, h, w)?;
+                hist.add(values, m)?;
             }
             MetricsResolution::Full => {
                 let full = full_resolution_map(map, geometry, *h0 as usize, *w0 as usize);
@@ -237,16 +397,15 @@ fn pixel_metrics_of(
                     Some(fm) => fm.pixels().map(|p| u8::from(p.0[0] > 127)).collect(),
                     None => vec![0u8; full.len()],
                 };
-                pixel.add(
-                    full.as_slice().expect("contiguous"),
-                    &mask,
-                    *h0 as usize,
-                    *w0 as usize,
-                )?;
+                let values = full.as_slice().expect("contiguous");
+                pixel.add(values, &mask, *h0 as usize, *w0 as usize)?;
+                hist.add(values, &mask)?;
             }
         }
     }
-    Ok((pixel.finish(AUPRO_FPR_LIMIT)?, masks))
+    let values = pixel.finish(AUPRO_FPR_LIMIT)?;
+    hist.set_exact(values.auroc);
+    Ok((values, hist))
 }
 
 /// Brings a map at the crop geometry back to the original image: placed in the resized frame

@@ -35,7 +35,7 @@ pub(crate) struct CategoryView<'a> {
     pub map_range: (f32, f32),
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -266,8 +266,22 @@ pub(crate) fn category_section(
     s
 }
 
-/// The whole page around the category sections and the Markdown summary.
-pub(crate) fn page(summary_md: &str, sections: &[String]) -> String {
+/// Escapes `s` and renders its `backtick` spans as `<code>`.
+pub(crate) fn inline_code(s: &str) -> String {
+    s.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{}</code>", esc(part))
+            } else {
+                esc(part)
+            }
+        })
+        .collect()
+}
+
+/// The whole page around the category sections and the HTML summary.
+pub(crate) fn page(summary_html: &str, sections: &[String]) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PatchCore evaluation</title>
@@ -279,13 +293,19 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; white-space: pre-wra
 figure {{ margin: 0; padding: 3px; border: 3px solid #ddd; font-size: 11px; width: 224px; }}
 figure.wrong {{ border-color: #c0392b; }}
 .note {{ color: #555; font-size: 13px; max-width: 60em; }}
+.warn {{ color: #b00; }}
+table {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 7px; }}
+th {{ background: #f0f0f0; }}
+table.sortable th {{ cursor: pointer; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 </style></head><body>
 <h1>PatchCore evaluation</h1>
-<pre>{}</pre>
+{}
 {}
 </body></html>
 "#,
-        esc(summary_md),
+        summary_html,
         sections.join("\n")
     )
 }

@@ -253,12 +253,17 @@ pub struct GreedyCoreset {
     pub start: Option<usize>,
     /// The algorithm.
     pub variant: GreedyVariant,
+    /// Project even when the projection is not narrower than the features (anomalib 2.7's
+    /// rule; otherwise such a projection is skipped).
+    #[serde(default)]
+    pub always_project: bool,
 }
 
 impl GreedyCoreset {
     /// The points greedy runs on.
     pub fn project(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.projection.apply(features, self.seed)
+        self.projection
+            .apply_with(features, self.seed, self.always_project)
     }
 
     /// Runs the selection and returns the whole run (indices, picked distances, radius in
@@ -331,6 +336,7 @@ impl Default for GreedyCoreset {
             seed: 0,
             start: None,
             variant: GreedyVariant::Pruned,
+            always_project: false,
         }
     }
 }
