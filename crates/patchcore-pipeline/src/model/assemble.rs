@@ -1,7 +1,7 @@
 //! Assembling a [`PatchCore`] from a config, with any component swapped for a trait object.
 
 use patchcore_aggregate::FeatureAggregator;
-use patchcore_backbone::{Backbone, EfficientNetLite0, ResNet, ResNetSpec, TensorMap};
+use patchcore_backbone::{Backbone, EfficientNetLite, ResNet, ResNetSpec, TensorMap};
 use patchcore_core::{Error, Result};
 use patchcore_data::Geometry;
 use patchcore_nn::{IndexBuilder, IndexParams};
@@ -9,7 +9,7 @@ use patchcore_sampler::{Sampler, SamplerParams};
 use patchcore_score::Scorer;
 
 use super::{PatchCore, WeightsInfo};
-use crate::config::{Architecture, BackboneConfig, Config};
+use crate::config::{BackboneConfig, Config};
 
 /// Builds a [`PatchCore`] from a config, taking any of its components as a trait object
 /// instead of from the config.
@@ -210,12 +210,13 @@ fn read_weights(bcfg: &BackboneConfig, seed: u64) -> Result<(Option<TensorMap>, 
 fn build_backbone(bcfg: &BackboneConfig, cfg: &Config) -> Result<(Box<dyn Backbone>, WeightsInfo)> {
     let device = cfg.device.burn_device()?;
     let (map, weights) = read_weights(bcfg, cfg.seed)?;
-    let backbone: Box<dyn Backbone> = match bcfg.arch {
-        Architecture::EfficientnetLite0 => Box::new(EfficientNetLite0::from_tensors(
+    let backbone: Box<dyn Backbone> = match bcfg.arch.lite_variant() {
+        Some(variant) => Box::new(EfficientNetLite::from_tensors_variant(
+            variant,
             map.ok_or_else(|| {
                 Error::config(
                     "backbone.weights",
-                    "efficientnet_lite0 has no random initialisation",
+                    format!("{} has no random initialisation", variant.name()),
                 )
             })?,
             &bcfg.layers,
@@ -223,7 +224,8 @@ fn build_backbone(bcfg: &BackboneConfig, cfg: &Config) -> Result<(Box<dyn Backbo
             bcfg.bn_eps.unwrap_or(1e-3),
             &device,
         )?),
-        arch => {
+        None => {
+            let arch = bcfg.arch;
             let spec = ResNetSpec::preset(arch.name())?;
             let map = map.unwrap_or_else(|| spec.random_weights(cfg.seed));
             Box::new(ResNet::from_tensors(spec, map, &bcfg.layers, &device)?)
