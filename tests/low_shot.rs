@@ -42,10 +42,14 @@ fn low_shot_protocol_reports_mean_and_spread_per_size() {
         let mean = r.image_auroc.values.iter().sum::<f64>() / 2.0;
         assert!((r.image_auroc.mean - mean).abs() < 1e-12);
         assert!(r.pixel_aupro.is_some());
+        for m in ["image_auroc", "pixel_auroc"] {
+            let i = &r.intervals[m];
+            assert!(0.0 <= i.lo && i.lo <= i.hi && i.hi <= 1.0, "{m}: {i:?}");
+        }
     }
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(
-        md.contains("## Low-shot protocol") && md.contains(" ± "),
+        md.contains("## Low-shot protocol") && md.contains(" ± ") && md.contains("95% CI"),
         "{md}"
     );
     let json: serde_json::Value =

@@ -289,7 +289,7 @@ pub fn bootstrap_image_auroc(
 
 /// Per-image counts of normal and anomalous pixels over fixed score bins: what the pixel
 /// AUROC bootstrap resamples. Bins are uniform over the `[lo, hi]` range given at creation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PixelHistograms {
     lo: f32,
     scale: f32,

@@ -93,6 +93,10 @@ pub struct CategoryResult {
     /// Per seed, per test image: the score (in the order of `scores`).
     #[serde(skip)]
     pub seed_scores: Vec<Vec<f32>>,
+    /// Per seed: the per-image pixel-score histograms of the pixel AUROC interval (empty
+    /// without pixel metrics).
+    #[serde(skip)]
+    pub pixel_histograms: Vec<patchcore_metrics::ci::PixelHistograms>,
     /// The category's section of report.html (empty when no report is written).
     #[serde(skip)]
     pub html: String,
@@ -166,6 +170,9 @@ pub struct LowShotResult {
     pub pixel_aupro: Option<Spread>,
     /// Fit seconds over seeds.
     pub fit_seconds: Spread,
+    /// Intervals of the seed mean of `image_auroc` and `pixel_auroc` (bootstrap over test
+    /// images, paired over the seeds' runs).
+    pub intervals: BTreeMap<String, IntervalReport>,
 }
 
 /// What one backbone of a report ran on.

@@ -4,7 +4,7 @@
 use patchcore_core::Result;
 use patchcore_data::{MvtecCategory, TrainLimit};
 
-use super::standard::{RunSpec, evaluate_category};
+use super::standard::{RunSpec, evaluate_category, intervals_of};
 use crate::config::{Config, TrainSelection};
 use crate::model::PatchCore;
 use crate::results::{CategoryResult, LowShotResult, Spread};
@@ -38,6 +38,14 @@ pub(crate) fn run_low_shot(
             tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
             runs.push(r);
         }
+        let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
+        let scores: Vec<&[f32]> = runs.iter().map(|r| r.seed_scores[0].as_slice()).collect();
+        let hists: Vec<&patchcore_metrics::ci::PixelHistograms> = runs
+            .iter()
+            .filter_map(|r| r.pixel_histograms.first())
+            .collect();
+        let spec = RunSpec::of(cfg, seeds.clone(), quiet, false);
+        let intervals = intervals_of(&scores, &hists, &labels, &spec.bootstrap, &cat.name);
         let col = |f: &dyn Fn(&CategoryResult) -> Option<f64>| {
             Spread::of(runs.iter().filter_map(f).collect())
         };
@@ -49,6 +57,7 @@ pub(crate) fn run_low_shot(
             pixel_auroc: col(&|r| r.pixel_auroc),
             pixel_aupro: col(&|r| r.pixel_aupro),
             fit_seconds: col(&|r| Some(r.fit_seconds)).expect("at least one run"),
+            intervals,
         });
     }
     Ok(out)

@@ -163,52 +163,9 @@ pub(crate) fn evaluate_category(
     let mean = |k: &str| spread.get(k).map(|s: &Spread| s.mean);
 
     // Intervals for the seed mean, resampling test images.
-    let mut intervals = BTreeMap::new();
-    let bs = &spec.bootstrap;
-    let method = format!(
-        "stratified percentile bootstrap over test images ({} resamples, seed {}), paired over \
-         {} seed(s)",
-        bs.resamples,
-        bs.seed,
-        seeds.len()
-    );
     let score_refs: Vec<&[f32]> = seed_scores.iter().map(Vec::as_slice).collect();
-    match ci::bootstrap_image_auroc(&score_refs, &labels, bs) {
-        Ok(i) => {
-            intervals.insert(
-                "image_auroc".to_string(),
-                IntervalReport {
-                    lo: i.lo,
-                    hi: i.hi,
-                    level: bs.level,
-                    method: method.clone(),
-                    resamples: bs.resamples,
-                },
-            );
-        }
-        Err(e) => tracing::warn!(category = %cat.name, "no image AUROC interval: {e}"),
-    }
     let hists: Vec<&PixelHistograms> = runs.iter().filter_map(|r| r.hist.as_ref()).collect();
-    if !hists.is_empty() {
-        match ci::bootstrap_pixel_auroc(&hists, &labels, bs) {
-            Ok(i) => {
-                intervals.insert(
-                    "pixel_auroc".to_string(),
-                    IntervalReport {
-                        lo: i.lo,
-                        hi: i.hi,
-                        level: bs.level,
-                        method: format!(
-                            "{method}; pixels binned into {PIXEL_BINS} score bins per image, \
-                             shifted by the exact-minus-binned AUROC"
-                        ),
-                        resamples: bs.resamples,
-                    },
-                );
-            }
-            Err(e) => tracing::warn!(category = %cat.name, "no pixel AUROC interval: {e}"),
-        }
-    }
+    let intervals = intervals_of(&score_refs, &hists, &labels, &spec.bootstrap, &cat.name);
 
     let n_test = cat.test.len() as f64;
     let n_seeds = seeds.len() as f64;
@@ -248,8 +205,60 @@ pub(crate) fn evaluate_category(
             .map(|(t, s)| (relative(cat, &t.path), t.defect_type.clone(), *s))
             .collect(),
         seed_scores,
+        pixel_histograms: runs.into_iter().filter_map(|r| r.hist).collect(),
         html,
     })
+}
+
+/// The image and pixel AUROC intervals of the mean over runs on one test set: `scores` and
+/// `hists` hold one entry per run (seed), images in the same order as `labels`. A metric
+/// whose interval cannot be computed (too few images of a class) is left out with a warning.
+pub(crate) fn intervals_of(
+    scores: &[&[f32]],
+    hists: &[&PixelHistograms],
+    labels: &[bool],
+    bs: &BootstrapSpec,
+    category: &str,
+) -> BTreeMap<String, IntervalReport> {
+    let mut intervals = BTreeMap::new();
+    let method = format!(
+        "stratified percentile bootstrap over test images ({} resamples, seed {}), paired over \
+         {} run(s)",
+        bs.resamples,
+        bs.seed,
+        scores.len()
+    );
+    let report = |i: ci::Interval, method: String| IntervalReport {
+        lo: i.lo,
+        hi: i.hi,
+        level: bs.level,
+        method,
+        resamples: bs.resamples,
+    };
+    match ci::bootstrap_image_auroc(scores, labels, bs) {
+        Ok(i) => {
+            intervals.insert("image_auroc".to_string(), report(i, method.clone()));
+        }
+        Err(e) => tracing::warn!(category, "no image AUROC interval: {e}"),
+    }
+    if !hists.is_empty() {
+        match ci::bootstrap_pixel_auroc(hists, labels, bs) {
+            Ok(i) => {
+                intervals.insert(
+                    "pixel_auroc".to_string(),
+                    report(
+                        i,
+                        format!(
+                            "{method}; pixels binned into {PIXEL_BINS} score bins per image, \
+                             shifted by the exact-minus-binned AUROC"
+                        ),
+                    ),
+                );
+            }
+            Err(e) => tracing::warn!(category, "no pixel AUROC interval: {e}"),
+        }
+    }
+    intervals
 }
 
 /// A test image's path relative to its category, as reports show it.

@@ -262,13 +262,16 @@ pub fn low_shot_table(report: &Report) -> Option<Table> {
     if report.low_shot.is_empty() {
         return None;
     }
+    let level = report.config.protocol.ci_level * 100.0;
     let mut t = Table {
         columns: vec![
             Column::text("category"),
             Column::num("train images"),
             Column::num("image AUROC"),
+            Column::num(format!("image AUROC {level:.0}% CI")),
             Column::num("image F1-max"),
             Column::num("pixel AUROC"),
+            Column::num(format!("pixel AUROC {level:.0}% CI")),
             Column::num("pixel AUPRO@0.3"),
             Column::num("fit (s)"),
         ],
@@ -280,8 +283,10 @@ pub fn low_shot_table(report: &Report) -> Option<Table> {
                 Cell::text(name),
                 Cell::num(r.shots as f64, 0),
                 spread_cell(Some(&r.image_auroc), None),
+                interval_cell(r.intervals.get("image_auroc")),
                 spread_cell(Some(&r.image_f1_max), None),
                 spread_cell(r.pixel_auroc.as_ref(), None),
+                interval_cell(r.intervals.get("pixel_auroc")),
                 spread_cell(r.pixel_aupro.as_ref(), None),
                 Cell::num(r.fit_seconds.mean, 1),
             ]);
