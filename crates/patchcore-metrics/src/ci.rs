@@ -552,7 +552,7 @@ mod tests {
         for (m, k) in maps.iter().zip(&masks) {
             hist.add(m, k).unwrap();
         }
-        let binned = hist.auroc(&vec![1; 30], &mut vec![0.0; 2 * 4096]);
+        let binned = hist.auroc(&[1; 30], &mut vec![0.0; 2 * 4096]);
         assert!((binned - exact).abs() < 1e-3, "{binned} vs {exact}");
         hist.set_exact(exact);
         let spec = BootstrapSpec {

@@ -46,6 +46,9 @@ impl RunSpec {
 /// Bins of the per-image pixel-score histograms behind the pixel AUROC interval.
 const PIXEL_BINS: usize = 4096;
 
+/// One ensemble member's image scores and anomaly maps over the test set.
+type MemberOutput = (Vec<f32>, Vec<Array2<f32>>);
+
 /// What one seed's run measured.
 struct SeedRun {
     image: patchcore_metrics::ImageMetrics,
@@ -62,7 +65,7 @@ pub(crate) fn evaluate_category(
     let seeds = &spec.seeds;
     let paths: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
     // members[seed][member] = (scores, maps)
-    let mut members: Vec<Vec<(Vec<f32>, Vec<Array2<f32>>)>> = seeds
+    let mut members: Vec<Vec<MemberOutput>> = seeds
         .iter()
         .map(|_| Vec::with_capacity(models.len()))
         .collect();

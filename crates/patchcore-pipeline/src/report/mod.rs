@@ -305,10 +305,29 @@ fn run_summary(report: &Report) -> String {
     };
     let projection = match &cfg.sampler {
         patchcore_sampler::SamplerParams::GreedyCoreset(p)
-        | patchcore_sampler::SamplerParams::ApproximateGreedyCoreset(p) => match p.projection() {
-            patchcore_sampler::Projection::None => "none".to_string(),
-            p => format!("{p:?}"),
-        },
+        | patchcore_sampler::SamplerParams::ApproximateGreedyCoreset(p) => {
+            use patchcore_sampler::{ProjDim, Projection};
+            let width = |d: ProjDim| match d {
+                ProjDim::Fixed(k) => format!("{k} dims"),
+                ProjDim::JohnsonLindenstrauss { eps } => format!("JL width at eps {eps}"),
+            };
+            let always = if p.projection_always {
+                ", even above the feature width"
+            } else {
+                ""
+            };
+            match p.projection() {
+                Projection::None => "none".to_string(),
+                Projection::Gaussian(d) => format!("Gaussian, {}{always}", width(d)),
+                Projection::Sparse { dim, density } => format!(
+                    "sparse (density {}), {}{always}",
+                    density
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "1/sqrt(d)".into()),
+                    width(dim)
+                ),
+            }
+        }
         _ => "none".to_string(),
     };
     let backbones = report

@@ -166,7 +166,7 @@ impl Table {
         }
         s.push_str("</tbody></table>\n");
         if sortable {
-            let _ = write!(
+            let _ = writeln!(
                 s,
                 "<script>(function(){{var t=document.getElementById({id:?});\
                  t.querySelectorAll('th').forEach(function(th){{th.addEventListener('click',function(){{\
@@ -175,7 +175,7 @@ impl Table {
                  var b=t.tBodies[0],rows=Array.from(b.rows);rows.sort(function(x,y){{\
                  var a=x.cells[i],c=y.cells[i];var u=num?parseFloat(a.dataset.value):a.textContent,\
                  v=num?parseFloat(c.dataset.value):c.textContent;if(num){{if(isNaN(u))u=-Infinity;if(isNaN(v))v=-Infinity;}}\
-                 return (u<v?-1:u>v?1:0)*(asc?1:-1);}});rows.forEach(function(r){{b.appendChild(r);}});}});}});}})();</script>\n"
+                 return (u<v?-1:u>v?1:0)*(asc?1:-1);}});rows.forEach(function(r){{b.appendChild(r);}});}});}});}})();</script>"
             );
         }
         s

@@ -94,7 +94,9 @@ pub(crate) fn svg(t: &SweepTable) -> String {
     if lines.is_empty() {
         return format!("<p>No run has the metric {}.</p>", esc(&t.plot.metric));
     }
-    let pts: Vec<(String, Vec<(f64, f64, f64)>)> = line_order
+    // Per line: its label and (x position, mean, std) points in x order.
+    type Line = (String, Vec<(f64, f64, f64)>);
+    let pts: Vec<Line> = line_order
         .iter()
         .map(|l| {
             let by_x = &lines[l];
