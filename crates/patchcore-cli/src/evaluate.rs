@@ -45,15 +45,8 @@ pub fn overrides(set: &[String], seeds: Option<&str>) -> Result<Vec<(String, tom
         .map(|s| patchcore_pipeline::config::parse_override(s))
         .collect::<Result<Vec<_>>>()?;
     if let Some(s) = seeds {
-        let seeds = patchcore_pipeline::sweep::parse_seeds(s)?;
-        o.push((
-            "seeds".into(),
-            toml::Value::Array(
-                seeds
-                    .iter()
-                    .map(|s| toml::Value::Integer(*s as i64))
-                    .collect(),
-            ),
+        o.push(patchcore_pipeline::sweep::seeds_override(
+            &patchcore_pipeline::sweep::parse_seeds(s)?,
         ));
     }
     Ok(o)

@@ -42,7 +42,11 @@ pub struct BootstrapSpec {
 }
 
 impl BootstrapSpec {
-    fn check(&self) -> Result<()> {
+    /// Checks the spec and that there are `runs` to resample.
+    fn check(&self, runs: usize) -> Result<()> {
+        if runs == 0 {
+            return Err(Error::InvalidArgument("no runs to bootstrap".into()));
+        }
         if self.resamples < 100 {
             return Err(Error::InvalidArgument(format!(
                 "a bootstrap needs at least 100 resamples, got {}",
@@ -259,10 +263,7 @@ pub fn bootstrap_image_auroc(
     labels: &[bool],
     spec: &BootstrapSpec,
 ) -> Result<Interval> {
-    spec.check()?;
-    if runs.is_empty() {
-        return Err(Error::InvalidArgument("no runs to bootstrap".into()));
-    }
+    spec.check(runs.len())?;
     for r in runs {
         split_classes(r, labels)?;
     }
@@ -384,10 +385,7 @@ pub fn bootstrap_pixel_auroc(
     labels: &[bool],
     spec: &BootstrapSpec,
 ) -> Result<Interval> {
-    spec.check()?;
-    if runs.is_empty() {
-        return Err(Error::InvalidArgument("no runs to bootstrap".into()));
-    }
+    spec.check(runs.len())?;
     for r in runs {
         if r.len() != labels.len() {
             return Err(Error::Shape(format!(

@@ -2,9 +2,9 @@
 //! skips a run whose report carries the same run hash (resume), and `patchcore sweep --merge`
 //! reads the hashes back.
 
-use std::io::Read as _;
 use std::path::Path;
 
+use patchcore_backbone::weights::sha256_file;
 use patchcore_core::{Error, Result};
 use patchcore_data::MvtecCategory;
 use rayon::prelude::*;
@@ -25,20 +25,6 @@ pub struct Provenance {
     pub weights_sha256: Vec<String>,
     /// SHA-256 of the three above: equal run hashes mean the same run.
     pub run_sha256: String,
-}
-
-fn file_sha256(path: &Path) -> Result<[u8; 32]> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
 }
 
 /// The data hash of opened categories.
@@ -65,9 +51,9 @@ pub fn data_sha256(cats: &[MvtecCategory]) -> Result<String> {
                 files.push((format!("mask {}", rel(m)), m));
             }
         }
-        let digests: Vec<[u8; 32]> = files
+        let digests: Vec<String> = files
             .par_iter()
-            .map(|(_, p)| file_sha256(p))
+            .map(|(_, p)| sha256_file(p))
             .collect::<Result<_>>()?;
         for ((name, _), d) in files.iter().zip(digests) {
             h.update(name.as_bytes());
@@ -82,7 +68,7 @@ pub fn weights_sha256(cfg: &Config) -> Result<Vec<String>> {
     cfg.backbones()
         .iter()
         .map(|b| match b.weights_source() {
-            Some(src) => patchcore_backbone::weights::sha256_file(&src.resolve()?),
+            Some(src) => sha256_file(&src.resolve()?),
             None => Ok(format!("- (random, seed {})", cfg.seed)),
         })
         .collect()

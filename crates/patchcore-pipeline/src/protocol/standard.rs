@@ -264,6 +264,15 @@ pub(crate) fn intervals_of(
     intervals
 }
 
+/// Smallest and largest value over all maps.
+fn value_range(maps: &[Array2<f32>]) -> (f32, f32) {
+    maps.iter()
+        .flat_map(|m| m.iter())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// A test image's path relative to its category, as reports show it.
 fn relative(cat: &MvtecCategory, p: &std::path::Path) -> String {
     p.strip_prefix(&cat.root)
@@ -283,16 +292,7 @@ fn html_section(
     geometry: patchcore_data::Geometry,
 ) -> Result<String> {
     let rel = |p: &PathBuf| relative(cat, p);
-    let lo = maps
-        .iter()
-        .flat_map(|m| m.iter())
-        .copied()
-        .fold(f32::INFINITY, f32::min);
-    let hi = maps
-        .iter()
-        .flat_map(|m| m.iter())
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let (lo, hi) = value_range(maps);
     let inputs: Vec<image::RgbImage> = cat
         .test
         .par_iter()
@@ -383,16 +383,7 @@ fn pixel_metrics_of(
     geometry: patchcore_data::Geometry,
     resolution: MetricsResolution,
 ) -> Result<(PixelMetricValues, PixelHistograms)> {
-    let lo = maps
-        .iter()
-        .flat_map(|m| m.iter())
-        .copied()
-        .fold(f32::INFINITY, f32::min);
-    let hi = maps
-        .iter()
-        .flat_map(|m| m.iter())
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let (lo, hi) = value_range(maps);
     let mut hist = PixelHistograms::new(lo, hi, PIXEL_BINS);
     let mut pixel = PixelMetrics::new();
     for ((map, m), (full_mask, (w0, h0))) in maps.iter().zip(&masks.crop).zip(&masks.loaded) {

@@ -252,17 +252,7 @@ pub struct SweepOptions {
 impl SweepOptions {
     fn overrides(&self, point: &SweepPoint) -> Vec<(String, toml::Value)> {
         let mut o = point.overrides.clone();
-        if let Some(seeds) = &self.seeds {
-            o.push((
-                "seeds".into(),
-                toml::Value::Array(
-                    seeds
-                        .iter()
-                        .map(|s| toml::Value::Integer(*s as i64))
-                        .collect(),
-                ),
-            ));
-        }
+        o.extend(self.seeds.as_deref().map(seeds_override));
         o
     }
 
@@ -390,6 +380,19 @@ pub fn plan(spec: &SweepSpec, opts: &SweepOptions, exe: &str) -> Result<Vec<Stri
             Ok(args.join(" "))
         })
         .collect()
+}
+
+/// The override that sets `seeds` (`--seeds`).
+pub fn seeds_override(seeds: &[u64]) -> (String, toml::Value) {
+    (
+        "seeds".into(),
+        toml::Value::Array(
+            seeds
+                .iter()
+                .map(|s| toml::Value::Integer(*s as i64))
+                .collect(),
+        ),
+    )
 }
 
 /// Parses a seed list: `0..5` (end excluded), `0..=4`, or `0,1,2`.
