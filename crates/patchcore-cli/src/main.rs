@@ -3,6 +3,7 @@
 mod bench;
 mod evaluate;
 mod predict;
+mod serve;
 mod sweep;
 
 use std::io::IsTerminal;
@@ -34,6 +35,9 @@ enum Command {
     /// evaluation with its seeds; one table (md, html, csv) compares them. --plan writes one
     /// command per run for any scheduler; --merge tables finished runs.
     Sweep(sweep::Args),
+    /// Serve the model files of a folder over HTTP: prediction with micro-batching, limits,
+    /// reload on SIGHUP or file change, Prometheus metrics, a web page at / (docs/SERVE.md).
+    Serve(serve::Args),
     /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
     /// Markdown tables for docs/BENCHMARKS.md.
     Bench(bench::Args),
@@ -145,6 +149,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
         Command::Bench(args) => bench::dispatch(&args),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -28,50 +28,127 @@ impl Default for ImageLimits {
     }
 }
 
-fn decode(path: &Path, limits: &ImageLimits) -> Result<DynamicImage> {
-    let img_err = |message: String| Error::Image {
-        path: path.to_path_buf(),
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// Why image bytes were refused, before or while decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRejection {
+    /// No bytes at all.
+    Empty,
+    /// Neither PNG nor JPEG (by signature).
+    UnknownFormat,
+    /// The header cannot be read.
+    BadHeader(String),
+    /// More pixels than `max_pixels` (read from the header; nothing was decoded).
+    TooLarge {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit.
+        max_pixels: u64,
+    },
+    /// A side shorter than `min_side`.
+    TooSmall {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit.
+        min_side: u32,
+    },
+    /// The header was fine but the pixel data is not (truncated or corrupt).
+    Corrupt(String),
+}
+
+impl std::fmt::Display for ImageRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageRejection::Empty => write!(f, "empty file (0 bytes)"),
+            ImageRejection::UnknownFormat => {
+                write!(f, "not a recognised image format (PNG or JPEG expected)")
+            }
+            ImageRejection::BadHeader(e) => write!(f, "cannot read the image header: {e}"),
+            ImageRejection::TooLarge {
+                width,
+                height,
+                max_pixels,
+            } => write!(
+                f,
+                "{width}x{height} = {} pixels exceeds the limit of {max_pixels} \
+                 (data.max_image_pixels); refused before decoding",
+                *width as u64 * *height as u64
+            ),
+            ImageRejection::TooSmall {
+                width,
+                height,
+                min_side,
+            } => write!(
+                f,
+                "{width}x{height} is smaller than {min_side} pixels on a side (data.min_image_side)"
+            ),
+            ImageRejection::Corrupt(e) => write!(f, "cannot decode (truncated or corrupt?): {e}"),
+        }
+    }
+}
+
+/// Decodes image bytes under `limits`: the format and the dimensions are checked from the
+/// header before any pixel is decoded, and the decoder may not allocate beyond them.
+pub fn decode_bytes(
+    bytes: &[u8],
+    limits: &ImageLimits,
+) -> std::result::Result<DynamicImage, ImageRejection> {
     if bytes.is_empty() {
-        return Err(img_err("empty file (0 bytes)".into()));
+        return Err(ImageRejection::Empty);
     }
     let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(&bytes))
+        image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|e| img_err(format!("cannot read: {e}")))
+            .map_err(|e| ImageRejection::BadHeader(e.to_string()))
     };
     let r = reader()?;
     if r.format().is_none() {
-        return Err(img_err(
-            "not a recognised image format (PNG or JPEG expected)".into(),
-        ));
+        return Err(ImageRejection::UnknownFormat);
     }
-    let (w, h) = r
-        .into_dimensions()
-        .map_err(|e| img_err(format!("cannot read the image header: {e}")))?;
-    if (w as u64) * (h as u64) > limits.max_pixels {
-        return Err(img_err(format!(
-            "{w}x{h} = {} pixels exceeds the limit of {} (data.max_image_pixels); refused \
-             before decoding",
-            w as u64 * h as u64,
-            limits.max_pixels
-        )));
+    let (width, height) = r.into_dimensions().map_err(|e| match e {
+        image::ImageError::Unsupported(_) => ImageRejection::UnknownFormat,
+        e => ImageRejection::BadHeader(e.to_string()),
+    })?;
+    if (width as u64) * (height as u64) > limits.max_pixels {
+        return Err(ImageRejection::TooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
     }
-    if w.min(h) < limits.min_side {
-        return Err(img_err(format!(
-            "{w}x{h} is smaller than {} pixels on a side (data.min_image_side)",
-            limits.min_side
-        )));
+    if width.min(height) < limits.min_side {
+        return Err(ImageRejection::TooSmall {
+            width,
+            height,
+            min_side: limits.min_side,
+        });
     }
     let mut r = reader()?;
     let mut lim = image::Limits::default();
-    lim.max_image_width = Some(w);
-    lim.max_image_height = Some(h);
+    lim.max_image_width = Some(width);
+    lim.max_image_height = Some(height);
     r.limits(lim);
     r.decode()
-        .map_err(|e| img_err(format!("cannot decode (truncated or corrupt?): {e}")))
+        .map_err(|e| ImageRejection::Corrupt(e.to_string()))
+}
+
+/// [`decode_bytes`] as 8-bit RGB (grayscale, palette, 16-bit and alpha converted).
+pub fn decode_rgb_bytes(
+    bytes: &[u8],
+    limits: &ImageLimits,
+) -> std::result::Result<RgbImage, ImageRejection> {
+    Ok(decode_bytes(bytes, limits)?.to_rgb8())
+}
+
+fn decode(path: &Path, limits: &ImageLimits) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(&bytes, limits).map_err(|r| Error::Image {
+        path: path.to_path_buf(),
+        message: r.to_string(),
+    })
 }
 
 /// Decodes an image as 8-bit RGB (grayscale, palette, 16-bit and alpha images converted),

@@ -30,6 +30,6 @@ pub use protocol::{
     EvaluateOptions, FitOptions, FittedCategory, combine_members, evaluate, evaluate_with,
     fit_model, full_resolution_map, open_categories,
 };
-pub use report::html::heatmap_overlay;
+pub use report::html::{heatmap_image, heatmap_overlay};
 pub use report::peak_rss_bytes;
 pub use results::{BackboneReport, CategoryResult, IntervalReport, LowShotResult, Report, Spread};

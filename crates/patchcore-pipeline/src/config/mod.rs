@@ -17,7 +17,7 @@ mod protocol;
 
 pub use data::{DataConfig, DataSource, ManifestConfig, MetricsResolution, TrainSelection};
 pub use patchcore_backbone::{Architecture, BackboneConfig, WeightsFallback, expand_home};
-pub use protocol::{FitConfig, ProtocolConfig, ProtocolKind};
+pub use protocol::{FitConfig, ProtocolConfig, ProtocolKind, ServeConfig};
 
 /// Deserializes an internally tagged section whose `kind` may be left out: a missing `kind`
 /// means `default_kind`.
@@ -91,6 +91,9 @@ pub struct Config {
     /// Memory bound of fitting.
     #[serde(default)]
     pub fit: FitConfig,
+    /// The inspection service (`patchcore serve`): micro-batching window, queue, limits.
+    #[serde(default)]
+    pub serve: ServeConfig,
     /// Folder of the config file (relative data paths resolve against it); not a key.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -165,7 +168,8 @@ pub fn overridden_toml(text: &str, overrides: &[(String, toml::Value)]) -> Resul
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 12] = [
+pub const TOP_LEVEL_KEYS: [&str; 13] = [
+    "serve",
     "protocol",
     "fit",
     "ensemble",
@@ -319,6 +323,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.data.validate()?;
         self.validate_protocol()?;
+        self.serve.validate()?;
         self.validate_backbones()?;
         self.aggregator.validate()?;
         self.sampler.validate()?;

@@ -95,6 +95,19 @@ fn jet(t: f32) -> [f32; 3] {
     [r * 255.0, g * 255.0, b * 255.0]
 }
 
+/// An anomaly map in the jet colour scale (blue = `range.0`, red = `range.1`).
+pub fn heatmap_image(map: &ndarray::Array2<f32>, range: (f32, f32)) -> RgbImage {
+    let (h, w) = map.dim();
+    let (lo, hi) = range;
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut img = RgbImage::new(w as u32, h as u32);
+    for (&v, px) in map.iter().zip(img.pixels_mut()) {
+        let c = jet((v - lo) / span);
+        *px = Rgb([c[0] as u8, c[1] as u8, c[2] as u8]);
+    }
+    img
+}
+
 /// Boundary pixels of a binary field (set, with a 4-neighbour unset or outside).
 fn boundary(field: &[bool], h: usize, w: usize) -> Vec<bool> {
     let mut out = vec![false; field.len()];
