@@ -73,6 +73,9 @@ pub struct Args {
     /// Seeds of the rules suite.
     #[arg(long, default_value = "0..3")]
     pub seeds: String,
+    /// Seconds per row of the serve suite.
+    #[arg(long, default_value_t = 30.0)]
+    pub serve_seconds: f64,
 }
 
 /// Runs the suite `args.suite` names.
@@ -100,6 +103,7 @@ pub fn dispatch(a: &Args) -> Result<()> {
         ),
         "coreset" => coreset(&root(), &a.category, &a.ratios, a.plain_up_to),
         "rules" => rules(&root(), &a.category, &a.rule_configs, &a.seeds),
+        "serve" => crate::bench_serve::serve_suite(&root(), a.serve_seconds),
         "indices" => indices(a.min_time),
         "components" | "backbones" => run(
             &a.archs,
@@ -110,7 +114,7 @@ pub fn dispatch(a: &Args) -> Result<()> {
         ),
         other => Err(patchcore_core::Error::InvalidArgument(format!(
             "unknown --suite `{other}`; allowed: components, backbones, samplers, coreset, \
-             rules, indices, latency, growth"
+             rules, serve, indices, latency, growth"
         ))),
     }
 }

@@ -1,6 +1,7 @@
 //! `patchcore`: fit and evaluate PatchCore from a config file.
 
 mod bench;
+mod bench_serve;
 mod evaluate;
 mod predict;
 mod serve;

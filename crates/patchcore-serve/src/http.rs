@@ -24,6 +24,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
+    /// Decodes at once, at most one per core: more only adds threads and memory.
+    pub decoders: Arc<tokio::sync::Semaphore>,
 }
 
 /// The web page, compiled in.
@@ -359,18 +361,36 @@ async fn predict(
             ));
         }
     };
+    // Admission before the body is read: an overloaded model costs a refused request
+    // nothing but its headers.
+    let Some(_permit) = served.admit() else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            format!(
+                "`{name}` holds its limit of {} waiting requests: retry later",
+                served.serve.queue_capacity
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let timeout = Duration::from_millis(served.serve.request_timeout_ms);
     let work = async {
         let on_the_way = served.incoming();
         let bytes = image_bytes(req, &state).await?;
         let limits = served.model.limits();
+        let decoder = state.decoders.clone().acquire_owned().await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
         let td = Instant::now();
-        let image = tokio::task::spawn_blocking(move || decode_rgb_bytes(&bytes, &limits))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?
-            .map_err(rejection)?;
+        let image = tokio::task::spawn_blocking(move || {
+            let _decoder = decoder;
+            decode_rgb_bytes(&bytes, &limits)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(rejection)?;
         let decode_seconds = td.elapsed().as_secs_f64();
         let (tx, rx) = oneshot::channel();
         let input = heatmap
@@ -425,11 +445,10 @@ async fn predict(
             )
         })??;
     let h = &served.header;
-    let verdict =
-        served
-            .model
-            .verdict(scored.score)
-            .map(|v| if v { "anomalous" } else { "normal" });
+    let verdict = served
+        .model
+        .verdict(scored.score)
+        .map(|v| if v { "anomalous" } else { "normal" });
     let mut out = json!({
         "model": served.name,
         "score": scored.score,

@@ -117,11 +117,18 @@ pub async fn serve(
         "serving {}",
         opts.models_dir.display()
     );
-    let watcher = tokio::spawn(watch(registry.clone(), opts.reload_interval));
+    // The SIGHUP handler is installed before the first request can be answered.
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hup = None;
+    let watcher = tokio::spawn(watch(registry.clone(), opts.reload_interval, hup));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = Arc::new(http::AppState {
         registry,
         metrics,
         token: opts.token.clone(),
+        decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
     });
     let app = http::router(state, opts.max_body_bytes);
     let result = axum::serve(listener, app)
@@ -132,10 +139,13 @@ pub async fn serve(
     result
 }
 
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
 /// Reloads on SIGHUP and every `interval`.
-async fn watch(registry: Arc<Registry>, interval: Duration) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+async fn watch(registry: Arc<Registry>, interval: Duration, mut hup: Hangup) {
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     loop {
@@ -155,7 +165,10 @@ async fn watch(registry: Arc<Registry>, interval: Duration) {
             }
         }
         #[cfg(not(unix))]
-        tick.tick().await;
+        {
+            let _ = &mut hup;
+            tick.tick().await;
+        }
         let r = registry.reload().await;
         if !r.loaded.is_empty() || !r.removed.is_empty() {
             tracing::info!(loaded = ?r.loaded, removed = ?r.removed, "models reloaded");

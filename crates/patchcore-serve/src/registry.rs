@@ -72,6 +72,9 @@ pub struct Served {
     queue: mpsc::Sender<Job>,
     depth: Arc<AtomicUsize>,
     incoming: Arc<AtomicUsize>,
+    /// Requests admitted (reading, decoding, queued or in the model), at most the queue
+    /// capacity plus one batch: admission is decided before the body is read.
+    admitted: Arc<tokio::sync::Semaphore>,
     /// When this version was loaded.
     pub loaded_at: SystemTime,
 }
@@ -104,6 +107,12 @@ impl Served {
             Err(mpsc::error::TrySendError::Full(_)) => Err(Refused::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Refused::Gone),
         }
+    }
+
+    /// Admits a request before its body is read, or `None` when the model already holds as
+    /// many as it may (the caller answers 503). The permit is held until the answer.
+    pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.admitted.clone().try_acquire_owned().ok()
     }
 
     /// Requests waiting.
@@ -301,7 +310,9 @@ impl Registry {
         }
         serve.validate()?;
         let model = Arc::new(model);
-        let (tx, rx) = mpsc::channel(serve.queue_capacity);
+        // Admission bounds the requests in the system; the channel can hold all of them.
+        let admitted = serve.queue_capacity + model.batch_size();
+        let (tx, rx) = mpsc::channel(admitted);
         let depth = Arc::new(AtomicUsize::new(0));
         let incoming = Arc::new(AtomicUsize::new(0));
         tokio::spawn(batcher(
@@ -323,6 +334,7 @@ impl Registry {
             queue: tx,
             depth,
             incoming,
+            admitted: Arc::new(tokio::sync::Semaphore::new(admitted)),
             loaded_at: SystemTime::now(),
         })
     }

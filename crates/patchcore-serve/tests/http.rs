@@ -67,7 +67,9 @@ fn api_bad_inputs_and_disconnects() {
     assert_eq!(r.json()["heatmap"]["kind"], "png");
 
     // Bad input: each a 4xx with the reason; the service keeps serving.
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, String)>, u16, &str)> = vec![
+    // (what, body, headers, expected status, words of the reason)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "not an image",
             b"hello, this is plain text".to_vec(),
@@ -357,5 +359,21 @@ fn shutdown_finishes_the_request_in_flight_then_refuses_new_ones() {
     assert!(
         TcpStream::connect(addr).is_err(),
         "no new connections after shutdown"
+    );
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_504() {
+    let fx = Fixture::new();
+    let mut opts = options(&fx.models());
+    opts.overrides.request_timeout_ms = Some(1);
+    let s = Server::start(opts);
+    let r = s.post("/v1/models/demo/predict", &[], &fx.image(false));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["error"], "timeout");
+    assert!(
+        s.get("/metrics")
+            .text()
+            .contains("patchcore_errors_total{kind=\"timeout\"} 1")
     );
 }

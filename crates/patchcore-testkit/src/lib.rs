@@ -4,6 +4,7 @@
 //! * [`fixtures`]: reading the reference tensors in `<shared>/fixtures/*.safetensors`;
 //! * [`lcg_matrix`]: cheap reproducible matrices for benchmarks and tests;
 //! * [`shared_dir`]: where the out-of-repo data sets and fixtures live;
+//! * [`http`]: a minimal HTTP/1.1 client for the service tests;
 //! * `conformance` (feature `conformance`): the backend parity suite.
 
 #![warn(missing_docs)]
@@ -11,6 +12,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod fixtures;
+pub mod http;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,132 @@
+//! `patchcore serve` as a process: SIGHUP reloads the models folder at once, SIGTERM
+//! finishes the request in flight and exits 0.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use patchcore_data::synthetic::{SyntheticSpec, generate};
+use patchcore_testkit::http::{read_reply, request};
+
+fn kill(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {pid}");
+}
+
+#[test]
+fn sighup_reloads_and_sigterm_drains_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = SyntheticSpec {
+        train: 4,
+        test_good: 2,
+        test_per_defect: 2,
+        ..Default::default()
+    };
+    generate(&d.join("data"), &spec).unwrap();
+    std::fs::create_dir_all(d.join("models")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_patchcore");
+    let fit = Command::new(bin)
+        .args([
+            "fit",
+            "--data-root",
+            "data",
+            "--model",
+            "models/a.patchcore",
+            "--quiet",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        fit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fit.stderr)
+    );
+
+    // The periodic check is set far away: only SIGHUP can reload within the test.
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--models",
+            "models",
+            "--bind",
+            "127.0.0.1:0",
+            "--reload-interval-ms",
+            "600000",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"));
+    let names = || -> Vec<String> {
+        request(addr, "GET", "/v1/models", &[], b"").json()["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(), ["a"]);
+
+    std::fs::copy(d.join("models/a.patchcore"), d.join("models/b.patchcore")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(names(), ["a"], "no reload without SIGHUP");
+    kill(child.id(), "-HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if names() == ["a", "b"] {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reloaded, "SIGHUP loads the new file");
+
+    // SIGTERM while a request is half sent: it is answered, then the process exits 0.
+    let img = std::fs::read(
+        std::fs::read_dir(d.join("data").join(&spec.category).join("test/good"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /v1/models/b/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        img.len()
+    )
+    .unwrap();
+    c.write_all(&img[..img.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(child.id(), "-TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(&img[img.len() / 2..]).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let r = read_reply(&mut c);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(TcpStream::connect(addr).is_err());
+}
