@@ -38,22 +38,6 @@ fn image_err(path: &Path, limits: &ImageLimits) -> String {
     }
 }
 
-/// CRC-32 (PNG chunks).
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
 #[test]
 fn broken_image_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +83,7 @@ fn broken_image_files_are_refused_with_the_reason() {
     let mut huge = good.clone();
     huge[16..20].copy_from_slice(&60000u32.to_be_bytes());
     huge[20..24].copy_from_slice(&60000u32.to_be_bytes());
-    let crc = crc32(&huge[12..29]);
+    let crc = patchcore_testkit::png_crc32(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(d.join("huge.png"), &huge).unwrap();
     let m = image_err(&d.join("huge.png"), &lim);
@@ -176,7 +160,7 @@ fn indexed_png(w: u32, h: u32, colours: &[[u8; 3]], px: impl Fn(u32, u32) -> u8)
         let mut c = kind.to_vec();
         c.extend(data);
         out.extend(&c);
-        out.extend(crc32(&c).to_be_bytes());
+        out.extend(patchcore_testkit::png_crc32(&c).to_be_bytes());
     }
     let mut raw = Vec::new();
     for y in 0..h {

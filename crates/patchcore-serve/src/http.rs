@@ -241,6 +241,17 @@ pub struct PredictQuery {
     heatmap: Option<String>,
 }
 
+/// An error reading a body or a multipart field: 413 stays `body_too_large`, anything else
+/// is `kind`.
+fn read_error(status: StatusCode, kind: &'static str, message: String) -> ApiError {
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        kind
+    };
+    ApiError::new(status, kind, message)
+}
+
 /// The image bytes of a request: the raw body, or the first file field of a multipart form.
 async fn image_bytes(req: Request, state: &Arc<AppState>) -> Result<Vec<u8>, ApiError> {
     let multipart = req
@@ -262,14 +273,9 @@ async fn image_bytes(req: Request, state: &Arc<AppState>) -> Result<Vec<u8>, Api
                     let is_file = field.file_name().is_some()
                         || matches!(field.name(), Some("image") | Some("file"));
                     let bytes = field.bytes().await.map_err(|e| {
-                        let status = e.status();
-                        ApiError::new(
-                            status,
-                            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                                "body_too_large"
-                            } else {
-                                "bad_multipart"
-                            },
+                        read_error(
+                            e.status(),
+                            "bad_multipart",
                             format!("cannot read the multipart field: {}", e.body_text()),
                         )
                     })?;
@@ -286,14 +292,9 @@ async fn image_bytes(req: Request, state: &Arc<AppState>) -> Result<Vec<u8>, Api
                     ));
                 }
                 Err(e) => {
-                    let status = e.status();
-                    return Err(ApiError::new(
-                        status,
-                        if status == StatusCode::PAYLOAD_TOO_LARGE {
-                            "body_too_large"
-                        } else {
-                            "bad_multipart"
-                        },
+                    return Err(read_error(
+                        e.status(),
+                        "bad_multipart",
                         format!("malformed multipart request: {}", e.body_text()),
                     ));
                 }
@@ -303,14 +304,9 @@ async fn image_bytes(req: Request, state: &Arc<AppState>) -> Result<Vec<u8>, Api
     let body = axum::body::Bytes::from_request(req, state)
         .await
         .map_err(|e| {
-            let status = e.status();
-            ApiError::new(
-                status,
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
-                } else {
-                    "bad_body"
-                },
+            read_error(
+                e.status(),
+                "bad_body",
                 format!("cannot read the request body: {}", e.body_text()),
             )
         })?;
