@@ -85,9 +85,12 @@ def main():
             page.wait_for_function("document.querySelectorAll('#model option').length === 1")
             assert page.input_value("#model") == "bottle"
             page.set_input_files("#files", [good, broken])
+            # Both answers arrived: two drawn heatmaps (a pending image has none and no verdict).
             page.wait_for_function(
-                "document.querySelectorAll('#results figure.normal, #results figure.anomalous').length === 2",
+                """() => Array.from(document.querySelectorAll('#results figure img[data-heatmap=drawn]'))
+                        .filter(i => i.complete && i.naturalWidth > 0).length === 2""",
                 timeout=60000)
+            assert page.evaluate("document.querySelectorAll('#results figure.failed').length") == 0
             figures = page.evaluate("""() => Array.from(document.querySelectorAll('#results figure')).map(f => ({
                 name: f.querySelector('.name').textContent,
                 cls: f.className,
