@@ -84,10 +84,13 @@ fn greedy_coreset<'py>(
         "pruned" => GreedyVariant::Pruned,
         "plain" => GreedyVariant::Plain,
         "approximate" => GreedyVariant::Approximate { starts: 10 },
+        "partitioned" => GreedyVariant::Partitioned { block_picks: 512 },
         other => {
             return Err(to_py(Error::config(
                 "algorithm",
-                format!("unknown algorithm `{other}`; allowed: pruned, plain, approximate"),
+                format!(
+                    "unknown algorithm `{other}`; allowed: pruned, plain, partitioned, approximate"
+                ),
             )));
         }
     };

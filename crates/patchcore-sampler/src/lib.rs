@@ -5,7 +5,9 @@
 //!   on a seeded Gaussian random projection of the features (Johnson-Lindenstrauss; default
 //!   128 dimensions) or on the raw features;
 //!   plain ([`greedy_k_center`]), pruned by the triangle inequality with identical selections
-//!   ([`greedy_k_center_pruned`], the default) or the official approximate variant
+//!   ([`greedy_k_center_pruned`], the default), partitioned into blocks of nearby rows for
+//!   large banks ([`greedy_k_center_partitioned`]: not the exact selection, linear cost at a
+//!   fixed ratio; chosen in the config) or the official approximate variant
 //!   ([`approximate_greedy_k_center`]); distances on a [`Projection`] (dense Gaussian, sparse
 //!   Achlioptas/Li, or none; width fixed or from the Johnson-Lindenstrauss bound);
 //! * [`RandomSampler`]: a seeded uniform subset without replacement;
@@ -23,7 +25,7 @@ mod projection;
 
 pub use greedy::{
     GreedyCoreset, GreedyRun, GreedyVariant, approximate_greedy_k_center, covering_radius,
-    greedy_k_center, greedy_k_center_pruned,
+    greedy_k_center, greedy_k_center_partitioned, greedy_k_center_pruned,
 };
 pub use params::{GreedyAlgorithm, GreedyParams, ProjectionKind, SamplerParams, SizeParams};
 pub use projection::{ProjDim, Projection, gaussian_projection, jl_min_dim, sparse_projection};

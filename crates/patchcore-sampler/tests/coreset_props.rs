@@ -10,7 +10,7 @@ use ndarray::Array2;
 use patchcore_core::NoProgress;
 use patchcore_sampler::{
     GreedyCoreset, GreedyVariant, IdentitySampler, ProjDim, Projection, RandomSampler, SampleSize,
-    Sampler, covering_radius, greedy_k_center, greedy_k_center_pruned,
+    Sampler, covering_radius, greedy_k_center, greedy_k_center_partitioned, greedy_k_center_pruned,
 };
 use proptest::prelude::*;
 
@@ -159,6 +159,65 @@ proptest! {
     }
 }
 
+/// The partitioned greedy's invariants on any input: `k` distinct rows; every row within the
+/// reported radius of a kept row (checked against the rows themselves); the picks after the
+/// blocks' starts in order of decreasing distance; the same selection for the same seed.
+fn check_partitioned(
+    x: &Array2<f32>,
+    k: usize,
+    block_picks: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let n = x.nrows();
+    let run = greedy_k_center_partitioned(x.view(), k, block_picks, seed, &NoProgress).unwrap();
+    prop_assert_eq!(run.indices.len(), k.min(n));
+    let set: HashSet<_> = run.indices.iter().collect();
+    prop_assert_eq!(set.len(), run.indices.len());
+    let r = covering_radius(x.view(), &run.indices);
+    prop_assert!(
+        r <= run.radius * (1.0 + 1e-5) + 1e-6,
+        "covering radius {} > reported {}",
+        r,
+        run.radius
+    );
+    let later: Vec<f32> = run
+        .picked_distance
+        .iter()
+        .copied()
+        .skip_while(|&v| v == 0.0)
+        .collect();
+    prop_assert!(
+        later.windows(2).all(|w| w[0] >= w[1]),
+        "picks out of order: {:?}",
+        later
+    );
+    let again = greedy_k_center_partitioned(x.view(), k, block_picks, seed, &NoProgress).unwrap();
+    prop_assert_eq!(&run.indices, &again.indices);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn partitioned_greedy_covers_within_its_radius(
+        x in matrix(120, 12), k in 1usize..60, block_picks in 1usize..12, seed in 0u64..1000
+    ) {
+        check_partitioned(&x, k, block_picks, seed)?;
+    }
+
+    #[test]
+    fn partitioned_greedy_with_one_block_is_the_exact_greedy(
+        x in matrix(120, 12), k in 1usize..40, seed in 0u64..1000
+    ) {
+        // block_picks >= k: one block holding every row.
+        let run = greedy_k_center_partitioned(x.view(), k, k, seed, &NoProgress).unwrap();
+        let exact = greedy_k_center_pruned(x.view(), k, run.indices[0], &NoProgress).unwrap();
+        prop_assert_eq!(&run.indices, &exact.indices);
+        prop_assert_eq!(run.radius, exact.radius);
+    }
+}
+
 /// Clustered rows (a few centres plus jitter) of low width: cheap enough to go past the
 /// greedy's 4096-row parallel chunk and the pruned variant's cluster splitting, where the
 /// small properties above never reach.
@@ -189,5 +248,13 @@ proptest! {
         prop_assert!((r - pruned.radius).abs() <= 1e-4 * pruned.radius.max(1.0), "{} vs {}", r, pruned.radius);
         let set: HashSet<_> = pruned.indices.iter().collect();
         prop_assert_eq!(set.len(), k.min(n));
+    }
+
+    #[test]
+    fn large_inputs_partitioned_covers_within_its_radius(
+        x in large_matrix(), k in 16usize..200, block_picks in 2usize..16, seed in 0u64..1000
+    ) {
+        // Many blocks (k / block_picks of them), so the merge extends blocks.
+        check_partitioned(&x, k, block_picks, seed)?;
     }
 }

@@ -21,14 +21,15 @@ def greedy_coreset(
     projection: Literal["gaussian", "sparse", "none"] = "gaussian",
     projection_dim: int = 128,
     seed: int = 0,
-    algorithm: Literal["pruned", "plain", "approximate"] = "pruned",
+    algorithm: Literal["pruned", "plain", "partitioned", "approximate"] = "pruned",
     start: Optional[int] = None,
 ) -> I64:
     """Greedy k-center coreset of the rows of ``features`` ``[n, d]``: row indices in
     selection order. Exactly one of ``ratio`` (in (0, 1]) and ``count`` (>= 1).
     ``projection_dim = 0`` takes the Johnson-Lindenstrauss width at eps 0.9. ``start`` fixes
     the first row (default: drawn from ``seed``); ``pruned`` and ``plain`` select the same
-    rows, ``approximate`` is patchcore-inspection's variant with 10 random starts."""
+    rows, ``partitioned`` runs exact greedy in blocks of nearby rows, about 512 picks each (not
+    the exact selection; for millions of rows), ``approximate`` is patchcore-inspection's variant with 10 random starts."""
 
 def random_sample(
     features: F32, ratio: Optional[float] = None, count: Optional[int] = None, seed: int = 0

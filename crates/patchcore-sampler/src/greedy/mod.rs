@@ -8,31 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::projection::{ProjDim, Projection};
 use crate::{SampleSize, Sampler};
 
+mod kernels;
+mod partitioned;
 mod pruned;
 
+pub use partitioned::greedy_k_center_partitioned;
 pub use pruned::greedy_k_center_pruned;
 
-/// Squared Euclidean distance, computed from differences (not `|a|^2 + |b|^2 - 2ab`, whose
-/// cancellation can flip near-tied greedy picks), with 8 independent accumulators so it
-/// vectorises.
-#[inline]
-pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let mut s: f32 = 0.0;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        let d = x - y;
-        s += d * d;
-    }
-    s + acc.iter().sum::<f32>()
-}
+pub(crate) use kernels::sq_dist;
 
 /// The result of a greedy k-center run.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,18 +83,7 @@ fn plain_update(data: &[f32], d: usize, min_d: &mut [f32], centre_i: usize) -> (
     min_d
         .par_chunks_mut(CHUNK)
         .enumerate()
-        .map(|(c, chunk)| {
-            let mut best = (f32::NEG_INFINITY, usize::MAX);
-            for (j, m) in chunk.iter_mut().enumerate() {
-                let i = c * CHUNK + j;
-                let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
-                if dist < *m {
-                    *m = dist;
-                }
-                best = max_first(best, (*m, i));
-            }
-            best
-        })
+        .map(|(c, chunk)| kernels::plain_chunk(data, d, c * CHUNK, centre, chunk))
         .reduce(|| (f32::NEG_INFINITY, usize::MAX), max_first)
 }
 
@@ -215,12 +187,7 @@ pub fn covering_radius(points: ArrayView2<'_, f32>, selected: &[usize]) -> f32 {
     let data = points.as_slice().expect("standard layout");
     (0..points.nrows())
         .into_par_iter()
-        .map(|i| {
-            selected
-                .iter()
-                .map(|&c| sq_dist(&data[i * d..(i + 1) * d], &data[c * d..(c + 1) * d]))
-                .fold(f32::INFINITY, f32::min)
-        })
+        .map(|i| kernels::nearest_of(data, d, &data[i * d..(i + 1) * d], selected))
         .reduce(|| 0.0, f32::max)
         .sqrt()
 }
@@ -233,6 +200,13 @@ pub enum GreedyVariant {
     /// [`greedy_k_center_pruned`]: the same selection, far fewer distance evaluations.
     #[default]
     Pruned,
+    /// [`greedy_k_center_partitioned`]: exact greedy inside blocks of nearby rows sized for
+    /// about `block_picks` picks each, merged; not the exact selection, cost linear in the
+    /// rows.
+    Partitioned {
+        /// Picks per block (its rows: `block_picks * n / k`).
+        block_picks: usize,
+    },
     /// [`approximate_greedy_k_center`] with this many random start rows (official default 10).
     Approximate {
         /// Random start rows.
@@ -293,6 +267,9 @@ impl GreedyCoreset {
                 let starts = rand::seq::index::sample(&mut rng, n, starts.clamp(1, n)).into_vec();
                 approximate_greedy_k_center(points.view(), k, &starts, progress)
             }
+            GreedyVariant::Partitioned { block_picks } => {
+                greedy_k_center_partitioned(points.view(), k, block_picks, self.seed, progress)
+            }
             v => {
                 let start = self.start.unwrap_or_else(|| rng.random_range(0..n));
                 if v == GreedyVariant::Plain {
@@ -310,6 +287,7 @@ impl Sampler for GreedyCoreset {
         match self.variant {
             GreedyVariant::Plain => "greedy_coreset",
             GreedyVariant::Pruned => "greedy_coreset_pruned",
+            GreedyVariant::Partitioned { .. } => "greedy_coreset_partitioned",
             GreedyVariant::Approximate { .. } => "approximate_greedy_coreset",
         }
     }

@@ -5,7 +5,7 @@ use ndarray::ArrayView2;
 use patchcore_core::{Progress, Result};
 use rayon::prelude::*;
 
-use super::{CHUNK, GreedyRun, MARGIN, max_first, sq_dist, standard_points};
+use super::{CHUNK, GreedyRun, MARGIN, kernels, max_first, standard_points};
 
 /// What one piece of a cluster gives: the rows that move to the new centre (row, new
 /// distance), and the largest distance among the rows that stay (distance, row).
@@ -28,19 +28,7 @@ fn flat_update(
         .zip(owner.par_chunks_mut(CHUNK))
         .enumerate()
         .for_each(|(ci, (md, ow))| {
-            for (j, (m, o)) in md.iter_mut().zip(ow.iter_mut()).enumerate() {
-                if *o == u32::MAX {
-                    continue;
-                }
-                if cc[*o as usize] < MARGIN * *m {
-                    let i = ci * CHUNK + j;
-                    let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
-                    if dist < *m {
-                        *m = dist;
-                        *o = slot as u32;
-                    }
-                }
-            }
+            kernels::flat_chunk(data, d, ci * CHUNK, centre, cc, slot as u32, md, ow)
         });
 }
 
@@ -87,44 +75,103 @@ pub fn greedy_k_center_pruned(
     let (n, d) = points.dim();
     let k = k.clamp(1, n);
     let data = points.as_slice().expect("standard layout");
-    let mut clusters = Clusters::new(n, k);
-    let mut indices: Vec<usize> = Vec::with_capacity(k);
-    // The centres' rows, contiguous: centre-to-centre distances stream through this instead
-    // of gathering rows scattered over the whole matrix.
-    let mut centres: Vec<f32> = Vec::with_capacity(k * d);
-    let mut picked = Vec::with_capacity(k);
-    let (mut current, mut current_dist) = (start, 0.0f32);
+    let mut state = PrunedGreedy::new(n, k, start);
     progress.start(k as u64, "coreset selection");
-    loop {
-        indices.push(current);
-        picked.push(current_dist.max(0.0).sqrt());
+    while state.len() < k {
+        state.step(data, d);
         progress.advance(1);
-        let slot = indices.len() - 1;
+    }
+    progress.finish();
+    Ok(state.into_run())
+}
+
+/// A resumable run of [`greedy_k_center_pruned`] over rows held by the caller: each
+/// [`step`](PrunedGreedy::step) makes one pick, so a run can be extended later from where it
+/// stopped (the partitioned greedy extends the blocks whose picks are all kept).
+pub(crate) struct PrunedGreedy {
+    clusters: Clusters,
+    indices: Vec<usize>,
+    picked: Vec<f32>,
+    /// The centres' rows, contiguous: centre-to-centre distances stream through this instead
+    /// of gathering rows scattered over the whole matrix.
+    centres: Vec<f32>,
+    /// The next pick: (squared distance to its nearest centre, row); `usize::MAX` once every
+    /// row is a centre.
+    next: (f32, usize),
+}
+
+impl PrunedGreedy {
+    /// A run over `n` rows starting at row `start`, with room for `k` picks.
+    pub(crate) fn new(n: usize, k: usize, start: usize) -> Self {
+        Self {
+            clusters: Clusters::new(n, k),
+            indices: Vec::with_capacity(k),
+            picked: Vec::with_capacity(k),
+            centres: Vec::new(),
+            next: (0.0, start),
+        }
+    }
+
+    /// Picks made so far.
+    pub(crate) fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Picks made so far (row indices, in order).
+    pub(crate) fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
+    /// The max-min distance at each pick (0 for the start).
+    pub(crate) fn picked(&self) -> &[f32] {
+        &self.picked
+    }
+
+    /// The distance of the row the next step would pick (the covering radius of the picks so
+    /// far); 0 once every row is picked.
+    pub(crate) fn radius(&self) -> f32 {
+        self.next.0.max(0.0).sqrt()
+    }
+
+    /// True once every row is picked.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.next.1 == usize::MAX
+    }
+
+    /// One pick: the farthest row (the start first) becomes a centre. `data` is the same
+    /// `[n, d]` row-major matrix at every call. Does nothing once every row is picked.
+    pub(crate) fn step(&mut self, data: &[f32], d: usize) {
+        let (current_dist, current) = self.next;
+        if current == usize::MAX {
+            return;
+        }
+        self.indices.push(current);
+        self.picked.push(current_dist.max(0.0).sqrt());
+        let slot = self.indices.len() - 1;
         let centre = &data[current * d..(current + 1) * d];
-        let dirty = clusters.take_centre(current);
+        let dirty = self.clusters.take_centre(current);
         if slot == 0 {
-            clusters.first(data, d, current);
+            self.clusters.first(data, d, current);
         } else {
             // Squared distances from the new centre to every earlier centre.
-            let cc: Vec<f32> = centres
-                .par_chunks(d)
-                .with_min_len(512)
-                .map(|cj| sq_dist(cj, centre))
-                .collect();
-            clusters.add(data, d, centre, &cc, slot, dirty);
+            let mut cc = vec![0f32; slot];
+            cc.par_chunks_mut(1024)
+                .zip(self.centres.par_chunks(1024 * d))
+                .for_each(|(out, rows)| kernels::dists_to(rows, d, centre, out));
+            self.clusters.add(data, d, centre, &cc, slot, dirty);
         }
-        centres.extend_from_slice(centre);
-        let best = clusters.farthest();
-        if indices.len() == k {
-            progress.finish();
-            return Ok(GreedyRun {
-                indices,
-                picked_distance: picked,
-                radius: best.0.max(0.0).sqrt(),
-            });
+        self.centres.extend_from_slice(centre);
+        self.next = self.clusters.farthest();
+    }
+
+    /// The run so far as a [`GreedyRun`].
+    pub(crate) fn into_run(self) -> GreedyRun {
+        let radius = self.radius();
+        GreedyRun {
+            indices: self.indices,
+            picked_distance: self.picked,
+            radius,
         }
-        current = best.1;
-        current_dist = best.0;
     }
 }
 
@@ -173,12 +220,7 @@ impl Clusters {
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, chunk)| {
-                for (j, m) in chunk.iter_mut().enumerate() {
-                    let i = c * CHUNK + j;
-                    if i != current {
-                        *m = sq_dist(&data[i * d..(i + 1) * d], centre);
-                    }
-                }
+                kernels::first_chunk(data, d, c * CHUNK, centre, current, chunk)
             });
         let n = self.min_d.len();
         let all: Vec<u32> = (0..n as u32).filter(|&i| i as usize != current).collect();
@@ -243,20 +285,8 @@ impl Clusters {
             .par_iter()
             .map(|&(j, a, b)| {
                 let mut moved = Vec::new();
-                let mut best = (f32::NEG_INFINITY, usize::MAX);
-                let bound = cc[j];
-                for &i in &members[j][a..b] {
-                    let iu = i as usize;
-                    let m = min_d[iu];
-                    if bound < MARGIN * m {
-                        let dist = sq_dist(&data[iu * d..(iu + 1) * d], centre);
-                        if dist < m {
-                            moved.push((i, dist));
-                            continue;
-                        }
-                    }
-                    best = max_first(best, (m, iu));
-                }
+                let best =
+                    kernels::piece(data, d, &members[j][a..b], min_d, centre, cc[j], &mut moved);
                 (moved, best)
             })
             .collect();

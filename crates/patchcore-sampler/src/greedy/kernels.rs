@@ -1,0 +1,265 @@
+//! The distance loops of the greedy k-center, each compiled twice: for the baseline target
+//! (x86-64: SSE2) and with AVX2, the AVX2 build chosen at run time where the CPU has it.
+//!
+//! Why: release builds target baseline x86-64, where [`sq_dist`] runs on 128-bit registers;
+//! the greedy spends most of its time in it. Both builds do the same arithmetic in the same
+//! order (32 lane-wise accumulators, no fused multiply-add, a fixed final sum), so distances,
+//! and therefore selections, are bit-identical on every x86-64 CPU.
+
+// `target_feature` functions are called only after the run-time check of their feature: each
+// unsafe block says so.
+#![allow(unsafe_code)]
+
+use super::{MARGIN, max_first};
+
+/// Squared Euclidean distance, computed from differences (not `|a|^2 + |b|^2 - 2ab`, whose
+/// cancellation can flip near-tied greedy picks), with 32 independent lane accumulators (four
+/// AVX2 registers) and a fixed order for the final sum.
+#[inline(always)]
+pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let mut acc = [0f32; L];
+    let mut ca = a.chunks_exact(L);
+    let mut cb = b.chunks_exact(L);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..L {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let mut s: f32 = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        let d = x - y;
+        s += d * d;
+    }
+    // Pairwise, in a fixed order.
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    s + acc[0]
+}
+
+/// Defines `fn $name(..)` that runs its body compiled with AVX2 when the CPU has it, and
+/// compiled for the baseline target otherwise.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// The plain greedy's update of rows `base..base + min_d.len()`: each row's squared
+    /// distance to its nearest centre becomes the smaller of it and its distance to `centre`.
+    /// Returns the farthest row of the chunk (largest distance, lowest index on ties).
+    pub(crate) fn plain_chunk(
+        data: &[f32],
+        d: usize,
+        base: usize,
+        centre: &[f32],
+        min_d: &mut [f32],
+    ) -> (f32, usize) {
+        let mut best = (f32::NEG_INFINITY, usize::MAX);
+        for (j, m) in min_d.iter_mut().enumerate() {
+            let i = base + j;
+            let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+            if dist < *m {
+                *m = dist;
+            }
+            best = max_first(best, (*m, i));
+        }
+        best
+    }
+}
+
+multiversion! {
+    /// Rows `base..base + min_d.len()` at their squared distance to `centre`, except the row
+    /// `skip` (the centre itself).
+    pub(crate) fn first_chunk(
+        data: &[f32],
+        d: usize,
+        base: usize,
+        centre: &[f32],
+        skip: usize,
+        min_d: &mut [f32],
+    ) {
+        for (j, m) in min_d.iter_mut().enumerate() {
+            let i = base + j;
+            if i != skip {
+                *m = sq_dist(&data[i * d..(i + 1) * d], centre);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The pruned greedy's pass over rows `base..base + min_d.len()`: a row whose centre is at
+    /// squared distance `cc[owner]` from the new centre is measured only if
+    /// `cc[owner] < MARGIN * min_d` (else the triangle inequality rules it out), and moves to
+    /// `slot` when nearer. Centre rows (`owner == u32::MAX`) are left alone.
+    pub(crate) fn flat_chunk(
+        data: &[f32],
+        d: usize,
+        base: usize,
+        centre: &[f32],
+        cc: &[f32],
+        slot: u32,
+        min_d: &mut [f32],
+        owner: &mut [u32],
+    ) {
+        for (j, (m, o)) in min_d.iter_mut().zip(owner.iter_mut()).enumerate() {
+            if *o == u32::MAX {
+                continue;
+            }
+            if cc[*o as usize] < MARGIN * *m {
+                let i = base + j;
+                let dist = sq_dist(&data[i * d..(i + 1) * d], centre);
+                if dist < *m {
+                    *m = dist;
+                    *o = slot;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The pruned greedy's pass over some member rows of one cluster whose centre is at
+    /// squared distance `bound` from the new centre: the rows that move to it (row, new
+    /// squared distance) go to `moved`; returns the farthest row that stays.
+    pub(crate) fn piece(
+        data: &[f32],
+        d: usize,
+        rows: &[u32],
+        min_d: &[f32],
+        centre: &[f32],
+        bound: f32,
+        moved: &mut Vec<(u32, f32)>,
+    ) -> (f32, usize) {
+        let mut best = (f32::NEG_INFINITY, usize::MAX);
+        for &i in rows {
+            let iu = i as usize;
+            let m = min_d[iu];
+            if bound < MARGIN * m {
+                let dist = sq_dist(&data[iu * d..(iu + 1) * d], centre);
+                if dist < m {
+                    moved.push((i, dist));
+                    continue;
+                }
+            }
+            best = max_first(best, (m, iu));
+        }
+        best
+    }
+}
+
+multiversion! {
+    /// `out[j]` = squared distance from `centre` to row `j` of `rows` (`[out.len(), d]`).
+    pub(crate) fn dists_to(rows: &[f32], d: usize, centre: &[f32], out: &mut [f32]) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = sq_dist(&rows[j * d..(j + 1) * d], centre);
+        }
+    }
+}
+
+multiversion! {
+    /// The smallest squared distance from `x` to the rows `selected` of `data`.
+    pub(crate) fn nearest_of(data: &[f32], d: usize, x: &[f32], selected: &[usize]) -> f32 {
+        selected
+            .iter()
+            .map(|&c| sq_dist(x, &data[c * d..(c + 1) * d]))
+            .fold(f32::INFINITY, f32::min)
+    }
+}
+
+multiversion! {
+    /// The farthest of `rows` from `from` (largest squared distance, lowest row on ties).
+    pub(crate) fn farthest_of(data: &[f32], d: usize, rows: &[u32], from: &[f32]) -> (f32, usize) {
+        rows.iter().fold((f32::NEG_INFINITY, usize::MAX), |b, &i| {
+            let i = i as usize;
+            max_first(b, (sq_dist(&data[i * d..(i + 1) * d], from), i))
+        })
+    }
+}
+
+multiversion! {
+    /// `(x_i · dir, i)` for each row `i` of `rows`, into `out`.
+    pub(crate) fn project_on(data: &[f32], d: usize, rows: &[u32], dir: &[f32], out: &mut Vec<(f32, u32)>) {
+        for &i in rows {
+            let x = &data[i as usize * d..(i as usize + 1) * d];
+            let mut acc = [0f32; 8];
+            let mut cx = x.chunks_exact(8);
+            let mut cd = dir.chunks_exact(8);
+            for (p, q) in (&mut cx).zip(&mut cd) {
+                for l in 0..8 {
+                    acc[l] += p[l] * q[l];
+                }
+            }
+            let tail: f32 = cx.remainder().iter().zip(cd.remainder()).map(|(p, q)| p * q).sum();
+            out.push((acc.iter().sum::<f32>() + tail, i));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sq_dist_matches_the_textbook_sum() {
+        for d in [1usize, 7, 31, 32, 33, 128, 152] {
+            let a: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum();
+            let got = sq_dist(&a, &b) as f64;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.max(1.0),
+                "d {d}: {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn both_builds_give_identical_distances() {
+        // The dispatched kernel (AVX2 here when the CPU has it) against the inlined baseline.
+        let d = 152;
+        let data: Vec<f32> = (0..40 * d)
+            .map(|i| ((i * 7919) % 1000) as f32 / 37.0)
+            .collect();
+        let centre = &data[3 * d..4 * d];
+        let mut out = vec![0f32; 40];
+        dists_to(&data, d, centre, &mut out);
+        for (j, &o) in out.iter().enumerate() {
+            assert_eq!(
+                o.to_bits(),
+                sq_dist(&data[j * d..(j + 1) * d], centre).to_bits()
+            );
+        }
+    }
+}
