@@ -87,6 +87,43 @@ impl ResNetSpec {
         }
     }
 
+    /// Floating-point operations (2 per multiply-add) of every convolution of a forward pass
+    /// up to and including stage `last` (1..=4: `layer1`..`layer4`; 0: the stem alone) on a
+    /// `side` x `side` input: what GFLOP/s figures of the backbone divide by. Bias, batch
+    /// norm, activations and pooling are not counted.
+    pub fn conv_flops(&self, side: usize, last: usize) -> f64 {
+        let conv = |cin: usize, cout: usize, k: usize, res: usize| {
+            2.0 * (cin * cout * k * k) as f64 * (res * res) as f64
+        };
+        // Stem: 7x7 stride 2 padding 3, then 3x3 max pooling stride 2 padding 1.
+        let mut res = (side + 6 - 7) / 2 + 1;
+        let mut flops = conv(3, 64, 7, res);
+        res = (res - 1) / 2 + 1;
+        let mut inp = 64;
+        for (l, (&n, &planes)) in self.layers.iter().zip(&PLANES).enumerate().take(last) {
+            for b in 0..n {
+                let stride = if b == 0 && l > 0 { 2 } else { 1 };
+                let out_res = (res - 1) / stride + 1;
+                let out = planes * self.expansion();
+                flops += match self.block {
+                    BlockKind::Basic => {
+                        conv(inp, planes, 3, out_res) + conv(planes, planes, 3, out_res)
+                    }
+                    BlockKind::Bottleneck => {
+                        let w = planes * self.width_per_group / 64;
+                        conv(inp, w, 1, res) + conv(w, w, 3, out_res) + conv(w, out, 1, out_res)
+                    }
+                };
+                if stride != 1 || inp != out {
+                    flops += conv(inp, out, 1, out_res);
+                }
+                inp = out;
+                res = out_res;
+            }
+        }
+        flops
+    }
+
     /// Output channels of a tap.
     pub fn channels(&self, layer: usize) -> usize {
         if layer == 0 {
@@ -510,5 +547,28 @@ impl Backbone for ResNet {
             taps.record(s + 1, &y);
         }
         Ok(taps.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_flops_match_hand_counts() {
+        // ResNet18 to layer3 at 224: stem 236,027,904; layer1 4 x 231,211,008; layer2 and
+        // layer3 each 115,605,504 + 231,211,008 + 12,845,056 (downsample) + 2 x 231,211,008.
+        let r18 = ResNetSpec::preset("resnet18").unwrap();
+        assert_eq!(r18.conv_flops(224, 0), 236_027_904.0);
+        assert_eq!(r18.conv_flops(224, 3), 2_805_039_104.0);
+        // torchvision's published count for the whole ResNet50 is 4.09 GMACs (convolutions
+        // and the final linear layer, 2.05 M MACs); layer4 included here.
+        let r50 = ResNetSpec::preset("resnet50").unwrap();
+        let gmacs = r50.conv_flops(224, 4) / 2e9;
+        assert!((gmacs + 0.002 - 4.09).abs() < 0.01, "{gmacs}");
+        // Wide ResNet50-2: 11.4 GMACs whole (torchvision).
+        let w = ResNetSpec::preset("wide_resnet50_2").unwrap();
+        let gmacs = w.conv_flops(224, 4) / 2e9;
+        assert!((gmacs + 0.002 - 11.4).abs() < 0.05, "{gmacs}");
     }
 }

@@ -216,12 +216,17 @@ impl HostConv {
         let hw_out = ho * wo;
         let rows = cin * k * k;
         let direct = k == 1 && s == 1 && pt + pb + pl + pr == 0;
-        let mut col = if direct {
+        // The unfolded input: a recycled buffer (im2col writes every element, so it is neither
+        // zeroed nor freed between layers).
+        let mut col_buf = if direct {
             Vec::new()
         } else {
-            vec![0f32; rows * hw_out]
+            take_scratch(rows * hw_out)
         };
-        let mut out = vec![0f32; x.n * cout * hw_out];
+        let col = &mut col_buf[..if direct { 0 } else { rows * hw_out }];
+        let total = x.n * cout * hw_out;
+        // Written whole by the GEMMs (which never read it) before anything reads it.
+        let mut out: Vec<f32> = Vec::with_capacity(total);
         for img in 0..x.n {
             let src = &x.data[img * cin * h * w..(img + 1) * cin * h * w];
             if !direct {
@@ -259,27 +264,33 @@ impl HostConv {
                     }
                 });
             }
-            let rhs: &[f32] = if direct { src } else { &col };
-            let dst = &mut out[img * cout * hw_out..(img + 1) * cout * hw_out];
-            // SAFETY: dst is cout x hw_out row-major, the weights cout x rows, rhs rows x
-            // hw_out, all with the strides passed.
-            unsafe {
+            let rhs: &[f32] = if direct { src } else { col };
+            // SAFETY: this image's cout x hw_out block of `out`'s capacity, row-major; the
+            // weights are cout x rows, rhs rows x hw_out, all with the strides passed. The GEMM
+            // writes every element of the block without reading it, so the slice made from it
+            // afterwards is initialised.
+            let dst = unsafe {
+                let ptr = out.as_mut_ptr().add(img * cout * hw_out);
                 weights_times(
                     (cout, hw_out, rows),
-                    dst.as_mut_ptr(),
+                    ptr,
                     hw_out,
                     self.weight.as_ptr(),
                     rhs.as_ptr(),
                     hw_out,
                     gemm::Parallelism::Rayon(0),
                 );
-            }
+                std::slice::from_raw_parts_mut(ptr, cout * hw_out)
+            };
             dst.par_chunks_mut(hw_out).enumerate().for_each(|(o, row)| {
                 let res = residual
                     .map(|r| &r.data[(img * cout + o) * hw_out..(img * cout + o + 1) * hw_out]);
                 epilogue(row, self.bias[o], self.act, res);
             });
         }
+        // SAFETY: every image's block, together all `total` elements, was written above.
+        unsafe { out.set_len(total) };
+        put_scratch(col_buf);
         Ok(HostMap {
             data: out,
             n: x.n,
@@ -316,13 +327,16 @@ impl HostConv {
             )));
         }
         let (cin, cout) = (self.cin, self.cout);
-        let mut out = vec![0f32; x.n * cout * hw];
+        let total = x.n * cout * hw;
+        // Written whole by the GEMMs (which never read it) before the epilogues read it.
+        let mut out: Vec<f32> = Vec::with_capacity(total);
         let threads = rayon::current_num_threads().max(1);
         // Column blocks: a few per thread; the cout x block tile stays in L2 for the epilogue.
         let block = (hw.div_ceil(threads * 2).div_ceil(16) * 16).clamp(64, 1024);
         // Each image's output is a cout x hw matrix; its column blocks are disjoint strided
         // views, split safely by ndarray and processed in parallel.
-        out.par_chunks_mut(cout * hw)
+        out.spare_capacity_mut()[..total]
+            .par_chunks_mut(cout * hw)
             .zip(x.data.par_chunks(cin * hw))
             .enumerate()
             .for_each(|(img, (out_img, src))| {
@@ -337,11 +351,12 @@ impl HostConv {
                         // SAFETY: `tile` is the cout x nc column block starting at column c0
                         // of this image's output (row stride hw), borrowed by this task alone;
                         // lhs is the cout x cin weight matrix, rhs the cin x nc column block
-                        // of `src` (row stride hw) starting at column c0.
+                        // of `src` (row stride hw) starting at column c0. The GEMM writes
+                        // every element of the tile without reading it.
                         unsafe {
                             weights_times(
                                 (cout, nc, cin),
-                                tile.as_mut_ptr(),
+                                tile.as_mut_ptr().cast::<f32>(),
                                 hw,
                                 self.weight.as_ptr(),
                                 src.as_ptr().add(c0),
@@ -354,11 +369,19 @@ impl HostConv {
                             let row = row
                                 .as_slice_mut()
                                 .expect("a row of a column block is contiguous");
+                            // SAFETY: the GEMM above initialised the whole tile, this row
+                            // included; MaybeUninit<f32> has f32's layout.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(row.as_mut_ptr().cast::<f32>(), nc)
+                            };
                             let res = residual.map(|r| &r.data[base + o * hw..base + o * hw + nc]);
                             epilogue(row, self.bias[o], self.act, res);
                         }
                     });
             });
+        // SAFETY: the tiles cover every image's cout x hw block: all `total` elements are
+        // written.
+        unsafe { out.set_len(total) };
         Ok(HostMap {
             data: out,
             n: x.n,
@@ -421,6 +444,30 @@ impl HostConv {
             w: wo,
         })
     }
+}
+
+thread_local! {
+    /// The im2col buffer of this thread's last dense convolution, kept for the next one.
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A buffer of at least `len` values (contents unspecified: the caller writes before reading),
+/// this thread's recycled one when there is one. Taken, not borrowed: a convolution that rayon
+/// starts on this thread while another waits gets its own.
+fn take_scratch(len: usize) -> Vec<f32> {
+    let mut v = SCRATCH.with(|s| s.take());
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// Gives a buffer back for the next [`take_scratch`] on this thread (the larger one is kept).
+fn put_scratch(v: Vec<f32>) {
+    SCRATCH.with(|s| {
+        let cur = s.take();
+        s.set(if cur.len() > v.len() { cur } else { v });
+    });
 }
 
 /// `dst = w · rhs` for row-major matrices: `w` is `m x k` (contiguous), `rhs` is `k x n`
