@@ -176,6 +176,54 @@ multiversion! {
 }
 
 multiversion! {
+    /// The lazy greedy's update of some rows of cluster `j`: each row (skipped when it no
+    /// longer belongs to `j`) is measured against the queued centres (slot, squared distance
+    /// to `j`'s centre) its distance to `j`'s centre cannot rule out, in queue order, and
+    /// moves to the nearest strictly nearer one. Rows that stay go to `stay`, the others to
+    /// `moved` (row, slot, new squared distance); returns the farthest row that stays.
+    pub(crate) fn apply_queued(
+        data: &[f32],
+        d: usize,
+        rows: &[u32],
+        j: u32,
+        owner: &[u32],
+        min_d: &[f32],
+        queued: &[(u32, f32)],
+        centres: &[f32],
+        stay: &mut Vec<u32>,
+        moved: &mut Vec<(u32, u32, f32)>,
+    ) -> (f32, usize) {
+        let mut best = (f32::NEG_INFINITY, usize::MAX);
+        for &i in rows {
+            let iu = i as usize;
+            if owner[iu] != j {
+                continue;
+            }
+            let m0 = min_d[iu];
+            let (mut m, mut o) = (m0, j);
+            let x = &data[iu * d..(iu + 1) * d];
+            for &(s, c) in queued {
+                if c < MARGIN * m0 {
+                    let s = s as usize;
+                    let dist = sq_dist(x, &centres[s * d..(s + 1) * d]);
+                    if dist < m {
+                        m = dist;
+                        o = s as u32;
+                    }
+                }
+            }
+            if o == j {
+                stay.push(i);
+                best = max_first(best, (m0, iu));
+            } else {
+                moved.push((i, o, m));
+            }
+        }
+        best
+    }
+}
+
+multiversion! {
     /// `out[j]` = squared distance from `centre` to row `j` of `rows` (`[out.len(), d]`).
     pub(crate) fn dists_to(rows: &[f32], d: usize, centre: &[f32], out: &mut [f32]) {
         for (j, o) in out.iter_mut().enumerate() {

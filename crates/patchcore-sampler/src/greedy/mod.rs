@@ -9,6 +9,7 @@ use crate::projection::{ProjDim, Projection};
 use crate::{SampleSize, Sampler};
 
 mod kernels;
+mod lazy;
 mod partitioned;
 mod pruned;
 

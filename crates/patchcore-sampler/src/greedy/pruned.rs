@@ -65,6 +65,11 @@ fn rebuild_clusters(
 /// clusters near the new centre, not a pass over every row. The test keeps a relative margin of
 /// 1e-4 so that float rounding can never make it skip a row the plain loop would have updated:
 /// the selections are identical, not just equally good.
+///
+/// The updates are lazy: a new centre is queued on the clusters it can reach, and a cluster
+/// applies its queue (in one pass over its rows) only when its bound reaches the top of a
+/// max-heap of cluster bounds, i.e. when it could hold the next pick. On weakly clustered
+/// banks this halves the time against updating every reachable cluster at once.
 pub fn greedy_k_center_pruned(
     points: ArrayView2<'_, f32>,
     k: usize,
@@ -75,7 +80,7 @@ pub fn greedy_k_center_pruned(
     let (n, d) = points.dim();
     let k = k.clamp(1, n);
     let data = points.as_slice().expect("standard layout");
-    let mut state = PrunedGreedy::new(n, k, start);
+    let mut state = super::lazy::LazyGreedy::new(n, k, start);
     progress.start(k as u64, "coreset selection");
     while state.len() < k {
         state.step(data, d);
@@ -85,9 +90,13 @@ pub fn greedy_k_center_pruned(
     Ok(state.into_run())
 }
 
-/// A resumable run of [`greedy_k_center_pruned`] over rows held by the caller: each
-/// [`step`](PrunedGreedy::step) makes one pick, so a run can be extended later from where it
-/// stopped (the partitioned greedy extends the blocks whose picks are all kept).
+/// A resumable exact greedy over rows held by the caller, updating every cluster the new
+/// centre can reach at once (eager): each [`step`](PrunedGreedy::step) makes one pick, so a
+/// run can be extended later from where it stopped. The partitioned greedy runs it in its
+/// blocks: on blocks of a few thousand rows it beats the lazy variant
+/// ([`LazyGreedy`](super::lazy::LazyGreedy), which [`greedy_k_center_pruned`] runs), whose
+/// heap and batched updates pay off on large, weakly clustered banks (docs/BENCHMARKS.md).
+/// Both select exactly the plain greedy's rows.
 pub(crate) struct PrunedGreedy {
     clusters: Clusters,
     indices: Vec<usize>,
@@ -162,16 +171,6 @@ impl PrunedGreedy {
         }
         self.centres.extend_from_slice(centre);
         self.next = self.clusters.farthest();
-    }
-
-    /// The run so far as a [`GreedyRun`].
-    pub(crate) fn into_run(self) -> GreedyRun {
-        let radius = self.radius();
-        GreedyRun {
-            indices: self.indices,
-            picked_distance: self.picked,
-            radius,
-        }
     }
 }
 
