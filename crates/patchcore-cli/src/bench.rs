@@ -688,9 +688,9 @@ pub fn growth(
         t.elapsed().as_secs_f64()
     );
     println!(
-        "| images | feature rows | ratio | bank rows | extract (s) | exact greedy (s) | partitioned (s) | partitioned / extract | radius partitioned / exact (raw space) | peak RSS (MiB) |"
+        "| images | feature rows | ratio | bank rows | extract (s) | exact greedy (s) | exact / extract | partitioned (s) | partitioned / extract | radius partitioned / exact (raw space) | peak RSS (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe().map_err(|e| patchcore_core::Error::io("current_exe", e))?;
     for &n in sizes {
         let mut cmd = std::process::Command::new(&exe);
@@ -780,19 +780,20 @@ pub fn growth_one(
         let part = sampler(GreedyVariant::Partitioned { block_picks })
             .select(feats.view(), &NoProgress)?;
         let tp = t.elapsed().as_secs_f64();
-        let (exact_s, ratio) = match &exact {
+        let (exact_s, exact_rel, ratio) = match &exact {
             Some((s, sel)) => (
                 format!("{s:.2}"),
+                format!("{:.2}", s / extract),
                 format!(
                     "{:.3}",
                     raw_radius(&feats, &part)? / raw_radius(&feats, sel)?
                 ),
             ),
-            None => ("not run".into(), "—".into()),
+            None => ("not run".into(), "—".into(), "—".into()),
         };
         let rss = patchcore_pipeline::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
         println!(
-            "| {} | {rows} | {r} | {k} | {extract:.2} | {exact_s} | {tp:.2} | {:.2} | {ratio} | {rss:.0} |",
+            "| {} | {rows} | {r} | {k} | {extract:.2} | {exact_s} | {exact_rel} | {tp:.2} | {:.2} | {ratio} | {rss:.0} |",
             train.len(),
             tp / extract
         );

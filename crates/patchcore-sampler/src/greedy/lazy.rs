@@ -96,6 +96,21 @@ impl LazyGreedy {
         self.indices.len()
     }
 
+    /// Picks made so far (row indices, in order).
+    pub(crate) fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
+    /// The max-min distance at each pick (0 for the start).
+    pub(crate) fn picked(&self) -> &[f32] {
+        &self.picked
+    }
+
+    /// True once every row is picked.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.next.1 == usize::MAX
+    }
+
     /// The distance of the row the next step would pick (the covering radius of the picks so
     /// far); 0 once every row is picked.
     pub(crate) fn radius(&self) -> f32 {

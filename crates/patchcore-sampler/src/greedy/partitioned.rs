@@ -6,6 +6,7 @@ use ndarray::ArrayView2;
 use patchcore_core::{Progress, Result};
 use rayon::prelude::*;
 
+use super::lazy::LazyGreedy;
 use super::pruned::PrunedGreedy;
 use super::{GreedyRun, kernels, max_first, standard_points};
 
@@ -74,12 +75,70 @@ fn partition(
     l
 }
 
+/// Blocks of at least this many rows run the lazy exact greedy, smaller ones the eager one:
+/// measured on weakly clustered features, the lazy one is faster on blocks of 51 200 rows (1 %,
+/// 512 picks per block) and the eager one on blocks of 5 120 (10 %), where the lazy one's heap
+/// and queues cost more than they save (docs/BENCHMARKS.md, issue #17).
+const LAZY_BLOCK_ROWS: usize = 16_384;
+
+/// A block's exact greedy run: the same selection either way.
+enum BlockRun {
+    Eager(PrunedGreedy),
+    Lazy(LazyGreedy),
+}
+
+impl BlockRun {
+    fn new(n: usize, k: usize, start: usize) -> Self {
+        if n >= LAZY_BLOCK_ROWS {
+            BlockRun::Lazy(LazyGreedy::new(n, k, start))
+        } else {
+            BlockRun::Eager(PrunedGreedy::new(n, k, start))
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            BlockRun::Eager(r) => r.len(),
+            BlockRun::Lazy(r) => r.len(),
+        }
+    }
+    fn indices(&self) -> &[usize] {
+        match self {
+            BlockRun::Eager(r) => r.indices(),
+            BlockRun::Lazy(r) => r.indices(),
+        }
+    }
+    fn picked(&self) -> &[f32] {
+        match self {
+            BlockRun::Eager(r) => r.picked(),
+            BlockRun::Lazy(r) => r.picked(),
+        }
+    }
+    fn radius(&self) -> f32 {
+        match self {
+            BlockRun::Eager(r) => r.radius(),
+            BlockRun::Lazy(r) => r.radius(),
+        }
+    }
+    fn exhausted(&self) -> bool {
+        match self {
+            BlockRun::Eager(r) => r.exhausted(),
+            BlockRun::Lazy(r) => r.exhausted(),
+        }
+    }
+    fn step(&mut self, data: &[f32], d: usize) {
+        match self {
+            BlockRun::Eager(r) => r.step(data, d),
+            BlockRun::Lazy(r) => r.step(data, d),
+        }
+    }
+}
+
 /// One block: its rows (global indices, ascending), their points gathered contiguously, and
 /// its greedy run.
 struct Block {
     rows: Vec<u32>,
     data: Vec<f32>,
-    run: PrunedGreedy,
+    run: BlockRun,
     target: usize,
 }
 
@@ -134,7 +193,7 @@ pub fn greedy_k_center_partitioned(
             let share = k as f64 * rows.len() as f64 / n as f64;
             let target = initial_target(share, rows.len());
             Block {
-                run: PrunedGreedy::new(rows.len(), target, start),
+                run: BlockRun::new(rows.len(), target, start),
                 target,
                 rows,
                 data: bd,
@@ -170,11 +229,16 @@ pub fn greedy_k_center_partitioned(
         for e in &entries {
             kept[e.2 as usize] += 1;
         }
-        // A block all of whose picks are kept may have further picks above the cut (while
-        // fewer than k picks exist, that is every block).
+        // A block all of whose picks are kept has further picks above the cut when its next
+        // distance reaches the k-th kept one (while fewer than k picks exist: every block).
+        let cut = if entries.len() == k {
+            entries.iter().map(|e| e.0).fold(f32::INFINITY, f32::min)
+        } else {
+            f32::NEG_INFINITY
+        };
         let mut extended = false;
         for (b, &c) in blocks.iter_mut().zip(&kept) {
-            if c == b.run.len() && !b.run.exhausted() {
+            if c == b.run.len() && !b.run.exhausted() && b.run.radius() >= cut {
                 let share = k as f64 * b.rows.len() as f64 / n as f64;
                 b.target = b.run.len() + ((share * 0.5).ceil() as usize).max(8);
                 extended = true;
@@ -211,7 +275,7 @@ pub fn greedy_k_center_partitioned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greedy::{covering_radius, greedy_k_center_pruned};
+    use crate::greedy::{covering_radius, greedy_k_center, greedy_k_center_pruned};
     use ndarray::Array2;
     use patchcore_core::NoProgress;
 
@@ -235,6 +299,21 @@ mod tests {
         let exact = greedy_k_center_pruned(x.view(), 40, start, &NoProgress).unwrap();
         assert_eq!(run.indices, exact.indices);
         assert_eq!(run.radius, exact.radius);
+    }
+
+    #[test]
+    fn large_blocks_run_the_lazy_greedy_with_the_same_selection() {
+        // One block of 24 000 rows (above LAZY_BLOCK_ROWS: the lazy greedy) is the plain
+        // greedy from its start.
+        let x = clustered(24_000, 5, 7);
+        let run = greedy_k_center_partitioned(x.view(), 60, 60, 9, &NoProgress).unwrap();
+        let plain = greedy_k_center(x.view(), 60, run.indices[0], &NoProgress).unwrap();
+        assert_eq!(run.indices, plain.indices);
+        // Two lazy blocks of 20 000 rows: every row within the reported radius.
+        let x = clustered(40_000, 5, 8);
+        let run = greedy_k_center_partitioned(x.view(), 100, 50, 9, &NoProgress).unwrap();
+        assert_eq!(run.indices.len(), 100);
+        assert!(covering_radius(x.view(), &run.indices) <= run.radius * (1.0 + 1e-5));
     }
 
     #[test]

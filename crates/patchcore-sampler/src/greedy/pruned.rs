@@ -93,7 +93,7 @@ pub fn greedy_k_center_pruned(
 /// A resumable exact greedy over rows held by the caller, updating every cluster the new
 /// centre can reach at once (eager): each [`step`](PrunedGreedy::step) makes one pick, so a
 /// run can be extended later from where it stopped. The partitioned greedy runs it in its
-/// blocks: on blocks of a few thousand rows it beats the lazy variant
+/// small blocks: on blocks of a few thousand rows it beats the lazy variant
 /// ([`LazyGreedy`](super::lazy::LazyGreedy), which [`greedy_k_center_pruned`] runs), whose
 /// heap and batched updates pay off on large, weakly clustered banks (docs/BENCHMARKS.md).
 /// Both select exactly the plain greedy's rows.
