@@ -359,6 +359,28 @@ mod tests {
     }
 
     #[test]
+    fn partitioned_greedy_is_chosen_and_checked_by_its_keys() {
+        let p = GreedyParams {
+            greedy: GreedyAlgorithm::Partitioned,
+            block_picks: 64,
+            ..GreedyParams::default()
+        };
+        p.validate().unwrap();
+        let s = SamplerParams::GreedyCoreset(p.clone()).build(3).unwrap();
+        assert_eq!(s.name(), "greedy_coreset_partitioned");
+        let bad = GreedyParams {
+            block_picks: 0,
+            ..p
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sampler.block_picks")
+        );
+    }
+
+    #[test]
     fn size_keys_are_checked_with_their_names() {
         let e = |r, c| {
             SizeParams { ratio: r, count: c }
