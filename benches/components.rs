@@ -62,14 +62,10 @@ fn coreset(c: &mut Criterion) {
     g.sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .warm_up_time(Duration::from_secs(1));
-    let s = GreedyCoreset {
-        size: SampleSize::Ratio(0.01),
-        projection: Projection::Gaussian(ProjDim::Fixed(128)),
-        seed: 0,
-        start: Some(0),
-        variant: GreedyVariant::Pruned,
-        always_project: false,
-    };
+    let s = GreedyCoreset::new(SampleSize::Ratio(0.01), GreedyVariant::Pruned)
+        .and_then(|g| g.with_projection(Projection::Gaussian(ProjDim::Fixed(128))))
+        .expect("valid parameters")
+        .with_start(Some(0));
     g.bench_function("ratio_0.01_proj128", |b| {
         b.iter(|| s.select(feats.view(), &NoProgress).unwrap().len())
     });

@@ -17,9 +17,8 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore::core::{Error, NoProgress, Progress, Result};
 use patchcore::data::MvtecCategory;
 use patchcore::nn::{IndexBuilder, NearestNeighborIndex, Neighbors};
-use patchcore::pipeline::{
-    Config, EvaluateOptions, LoadOptions, PatchCore, PatchCoreBuilder, evaluate_with,
-};
+use patchcore::model::{Config, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::eval::{EvaluateOptions, evaluate_with};
 use patchcore::sampler::{SampleSize, Sampler};
 
 /// SplitMix64: a small seeded generator, enough for D² sampling.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{list_images, load_rgb};
-use patchcore::pipeline::{FitOptions, fit_model};
+use patchcore::eval::{FitOptions, fit_model};
 use patchcore::{Config, PatchCore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

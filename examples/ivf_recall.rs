@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::Array2;
 use patchcore::core::NoProgress;
 use patchcore::data::MvtecCategory;
 use patchcore::nn::{ExactIndex, IvfIndex, NearestNeighborIndex, recall_at_1};
@@ -27,10 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = Config::default_experiment()?;
     cfg.sampler
         .set_size(patchcore::sampler::SampleSize::Ratio(ratio))?;
-    let mut model = PatchCore::from_config(&cfg)?;
-    model.fit(&cat.train, &NoProgress)?;
-    let index = model.index()?;
-    let bank = Array2::from_shape_fn((index.len(), index.dim()), |(i, j)| index.row(i)[j]);
+    let model = PatchCore::from_config(&cfg)?.fit(&cat.train, &NoProgress)?;
+    let bank = model.bank();
     let test: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
     let queries = model.extract_paths(&test, &NoProgress)?.features;
     println!(

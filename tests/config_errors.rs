@@ -1,7 +1,7 @@
 //! Config files: unknown keys, wrong types and out-of-range values name the key.
 
 use patchcore::core::Error;
-use patchcore::pipeline::Config;
+use patchcore::model::Config;
 
 const BASE: &str = r#"
 [backbone]

@@ -11,8 +11,8 @@ use patchcore::core::{Error, NoProgress, PatchFeatures, Progress, Result};
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::nn::{IndexBuilder, IndexParams, NearestNeighborIndex};
-use patchcore::pipeline::model_file::{self, MODEL_FORMAT_VERSION};
-use patchcore::pipeline::{Config, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::model::model_file::{self, MODEL_FORMAT_VERSION};
+use patchcore::model::{Config, LoadOptions, PatchCore, PatchCoreBuilder};
 use patchcore::sampler::{RandomSampler, SampleSize, Sampler, SamplerParams};
 use patchcore::score::{ImageScore, PatchCoreScorer, Scorer};
 
@@ -42,10 +42,7 @@ impl Sampler for CountingSampler {
 
 fn counting(ratio: f64) -> CountingSampler {
     CountingSampler {
-        inner: RandomSampler {
-            size: SampleSize::Ratio(ratio),
-            seed: 3,
-        },
+        inner: RandomSampler::new(SampleSize::Ratio(ratio), 3),
         calls: AtomicUsize::new(0),
     }
 }

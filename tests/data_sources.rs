@@ -6,7 +6,8 @@ use std::path::Path;
 use patchcore::core::Error;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{MvtecCategory, TrainLimit, list_images};
-use patchcore::pipeline::{Config, EvaluateOptions, evaluate, open_categories};
+use patchcore::model::Config;
+use patchcore::eval::{EvaluateOptions, evaluate, open_categories};
 
 const MODEL: &str = r#"
 [backbone]

@@ -4,7 +4,7 @@
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{MvtecCategory, load_rgb};
-use patchcore::pipeline::{Config, PatchCore};
+use patchcore::model::{Config, PatchCore};
 
 fn model(forward_batch: usize) -> PatchCore {
     let cfg = Config::from_toml_str(

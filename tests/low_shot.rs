@@ -1,7 +1,8 @@
 //! The low-shot protocol from its config file, on a small generated data set.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
+use patchcore::model::Config;
+use patchcore::eval::{EvaluateOptions, evaluate};
 
 #[test]
 fn low_shot_protocol_reports_mean_and_spread_per_size() {
@@ -18,8 +19,10 @@ fn low_shot_protocol_reports_mean_and_spread_per_size() {
             .join("../../configs/low_shot_effnet_lite0.toml"),
     )
     .unwrap();
-    cfg.protocol.shots = vec![1, 2, 50];
-    cfg.protocol.seeds = vec![0, 1];
+    cfg.protocol
+        .set("shots", toml::Value::try_from(vec![1, 2, 50]).unwrap());
+    cfg.protocol
+        .set("seeds", toml::Value::try_from(vec![0, 1]).unwrap());
     let out = tempfile::tempdir().unwrap();
     let report = evaluate(
         &cfg,

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use patchcore::core::{Error, NoProgress};
-use patchcore::pipeline::model_file::{
+use patchcore::model::model_file::{
     self, BackboneIdentity, CHECKSUM_KEY, HEADER_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
     ModelHeader,
 };
-use patchcore::pipeline::{
-    Config, EvaluateOptions, FitOptions, LoadOptions, PatchCore, evaluate, fit_model,
-};
+use patchcore::model::{Config, LoadOptions, PatchCore};
+use patchcore::eval::{EvaluateOptions, FitOptions, evaluate, fit_model};
 use patchcore_testkit::shared_dir;
 
 fn bottle_root() -> PathBuf {

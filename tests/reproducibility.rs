@@ -2,7 +2,8 @@
 //! and memory fields are removed.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::pipeline::{Config, EvaluateOptions, Report, evaluate};
+use patchcore::model::Config;
+use patchcore::eval::{EvaluateOptions, Report, evaluate};
 
 const VOLATILE: [&str; 6] = [
     "test_stage_seconds",
@@ -110,7 +111,7 @@ fn same_config_and_seed_give_the_same_report() {
 
 #[test]
 fn pixel_metrics_at_full_resolution() {
-    use patchcore::pipeline::config::MetricsResolution;
+    use patchcore::model::config::MetricsResolution;
     let data = tempfile::tempdir().unwrap();
     let spec = SyntheticSpec {
         train: 4,
@@ -152,7 +153,7 @@ fn pixel_metrics_at_full_resolution() {
 #[test]
 fn full_resolution_map_places_the_crop_in_the_frame() {
     use patchcore::data::Geometry;
-    use patchcore::pipeline::full_resolution_map;
+    use patchcore::model::render::full_resolution_map;
     let map = ndarray::Array2::from_shape_fn((4, 4), |(y, x)| (y * 4 + x) as f32);
     let g = Geometry::new(6, 4).unwrap();
     let full = full_resolution_map(&map, g, 6, 6);

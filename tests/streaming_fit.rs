@@ -6,7 +6,7 @@ use patchcore::core::NoProgress;
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::nn::{ExactIndex, NearestNeighborIndex};
-use patchcore::pipeline::{Config, PatchCore};
+use patchcore::model::{Config, PatchCore};
 
 fn config(bound_mb: usize) -> Config {
     Config::from_toml_str(
@@ -78,7 +78,7 @@ fn the_bound_can_be_set_from_the_environment() {
         "PATCHCORE_FIT__MAX_FEATURE_MEMORY_MB".to_string(),
         "123".to_string(),
     )];
-    let text = patchcore::pipeline::config::DEFAULT_CONFIG_TOML;
+    let text = patchcore::model::config::DEFAULT_CONFIG_TOML;
     let cfg = Config::from_toml_str_with_env(text, None, env.clone()).unwrap();
     assert_eq!(cfg.fit.max_feature_memory_mb, 123);
     // Sampler and index sections are tagged enums: their keys are overridden the same way.

@@ -2,7 +2,8 @@
 //! meaningful demo (image AUROC >= 0.9).
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::pipeline::{Config, EvaluateOptions, evaluate};
+use patchcore::model::Config;
+use patchcore::eval::{EvaluateOptions, evaluate};
 
 #[test]
 fn synthetic_demo_is_detected() {

@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(cfg) = patchcore_pipeline::Config::from_toml_str(text, None) {
+        if let Ok(cfg) = patchcore_model::Config::from_toml_str(text, None) {
             let _ = cfg.validate();
         }
     }

@@ -8,38 +8,100 @@
 //! adaptive average pooling over the feature axis projects rows to a fixed width.
 //! [`Official`] is the variant of the official implementation (patches unfolded and
 //! interpolated, per-layer and final adaptive average pooling to fixed widths).
+//!
+//! No tensor framework: the maps are `ndarray` arrays on the host (the model converts its
+//! backbone's output once), and the few operations are written out in [`ops`] with the
+//! reference implementations' arithmetic. Parameters come as unchecked, serializable
+//! structs ([`LocallyAwareParams`], [`OfficialParams`], the `[aggregator]` section
+//! [`AggregatorParams`]) whose `check()` returns the aggregator, its fields private.
 
 #![warn(missing_docs)]
 
-use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
-use burn::tensor::{Tensor, TensorData};
-use ndarray::Array2;
+use ndarray::{Array2, Array4, Axis};
 use patchcore_core::{Error, PatchFeatures, Result};
-use serde::{Deserialize, Serialize};
+use rayon::prelude::*;
+
+pub mod ops;
+
+pub use ops::adaptive_avg_pool1d;
+use ops::{avg_pool_plane, bilinear_plane};
 
 /// Combines per-layer backbone maps into patch-feature rows.
 ///
 /// Contract:
-/// * `maps[l]` is `[B, C_l, H_l, W_l]`, all with the same `B`, on one device; the first map
-///   defines the output grid (`H_0 x W_0`, the shallowest tap);
+/// * `maps[l]` is `[B, C_l, H_l, W_l]` (standard layout), all with the same `B`; the first
+///   map defines the output grid (`H_0 x W_0`, the shallowest tap);
 /// * the result has `B * H_0 * W_0` rows of width [`FeatureAggregator::output_dim`], in the
 ///   row order of [`PatchFeatures`];
 /// * an empty list, differing batch sizes or non-finite output are errors.
 pub trait FeatureAggregator: Send + Sync {
+    /// A short name: the `[aggregator]` kind for the built-in ones. A model file records only
+    /// aggregators its config describes; any other name makes a model unsaveable.
+    fn name(&self) -> &str;
     /// Aggregates the maps of one batch.
-    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures>;
+    fn aggregate(&self, maps: &[Array4<f32>]) -> Result<PatchFeatures>;
     /// Width of the output rows for the given per-layer channel counts.
     fn output_dim(&self, channels: &[usize]) -> usize;
 }
 
-/// Locally aware patch features with optional fixed-width projection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The first map's `(B, H, W)`, after checking that there is one and every map has its batch.
+fn grid_of(maps: &[Array4<f32>]) -> Result<(usize, usize, usize)> {
+    let first = maps
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("no feature maps to aggregate".into()))?;
+    let (b, _, h, w) = first.dim();
+    for (l, m) in maps.iter().enumerate() {
+        if m.dim().0 != b {
+            return Err(Error::Shape(format!(
+                "map {l} has batch {}, map 0 has {b}",
+                m.dim().0
+            )));
+        }
+        if m.dim().2 == 0 || m.dim().3 == 0 {
+            return Err(Error::Shape(format!("map {l} has an empty grid {:?}", m.dim())));
+        }
+    }
+    Ok((b, h, w))
+}
+
+/// One plane per `(image, channel)` of `planes` `[B, C, H, W]` made by `make`, written as
+/// columns `offset..offset + C` of `rows` `[B * H * W, D]`.
+fn scatter_columns(rows: &mut Array2<f32>, planes: &[f32], b: usize, c: usize, offset: usize) {
+    let hw = rows.nrows() / b;
+    rows.axis_chunks_iter_mut(Axis(0), hw)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(bi, mut block)| {
+            let img = &planes[bi * c * hw..(bi + 1) * c * hw];
+            for (cell, mut row) in block.rows_mut().into_iter().enumerate() {
+                for ch in 0..c {
+                    row[offset + ch] = img[ch * hw + cell];
+                }
+            }
+        });
+}
+
+/// Adaptive average pooling of every row to `width`.
+fn pool_rows(rows: &Array2<f32>, width: usize) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros((rows.nrows(), width));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(rows.axis_iter(Axis(0)))
+        .for_each(|(mut dst, src)| {
+            adaptive_avg_pool1d(
+                src.as_slice().expect("contiguous"),
+                dst.as_slice_mut().expect("contiguous"),
+            );
+        });
+    out
+}
+
+/// Locally aware patch features with optional fixed-width projection. Built by
+/// [`LocallyAwareParams::check`] or [`LocallyAware::new`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct LocallyAware {
-    /// Neighbourhood size `p` (odd; the paper uses 3).
-    pub neighbourhood: usize,
-    /// If set, rows are adaptive-average-pooled to this width.
-    pub target_dim: Option<usize>,
+    neighbourhood: usize,
+    target_dim: Option<usize>,
 }
 
 impl Default for LocallyAware {
@@ -54,12 +116,7 @@ impl Default for LocallyAware {
 impl LocallyAware {
     /// Checked constructor: `neighbourhood` must be odd and positive, `target_dim` positive.
     pub fn new(neighbourhood: usize, target_dim: Option<usize>) -> Result<Self> {
-        if neighbourhood == 0 || neighbourhood.is_multiple_of(2) {
-            return Err(Error::config(
-                "aggregator.neighbourhood",
-                format!("must be an odd positive integer (1, 3, 5, ...), got {neighbourhood}"),
-            ));
-        }
+        params::check_neighbourhood("aggregator.neighbourhood", neighbourhood)?;
         if target_dim == Some(0) {
             return Err(Error::config(
                 "aggregator.target_dim",
@@ -72,85 +129,85 @@ impl LocallyAware {
         })
     }
 
-    /// The neighbourhood average of one map (identity for `p = 1`).
-    pub fn pool(&self, map: Tensor<4>) -> Tensor<4> {
-        let p = self.neighbourhood;
-        if p == 1 {
-            return map;
-        }
-        avg_pool2d(
-            map,
-            AvgPoolOptions::new([p, p])
-                .with_stride([1, 1])
-                .with_padding([p / 2, p / 2])
-                .with_count_include_pad(true),
-        )
+    /// Neighbourhood size `p` (odd; the paper uses 3).
+    pub fn neighbourhood(&self) -> usize {
+        self.neighbourhood
+    }
+
+    /// The width rows are adaptive-average-pooled to, if any.
+    pub fn target_dim(&self) -> Option<usize> {
+        self.target_dim
+    }
+
+    /// The neighbourhood average of one map `[B, C, H, W]` (a copy for `p = 1`).
+    pub fn pool(&self, map: &Array4<f32>) -> Array4<f32> {
+        let (_, _, h, w) = map.dim();
+        let src = map.as_standard_layout();
+        let mut out = Array4::<f32>::zeros(map.raw_dim());
+        out.as_slice_mut()
+            .expect("standard layout")
+            .par_chunks_mut(h * w)
+            .zip(src.as_slice().expect("standard layout").par_chunks(h * w))
+            .for_each(|(dst, plane)| avg_pool_plane(plane, h, w, self.neighbourhood, dst));
+        out
     }
 
     /// Pooled, resized and concatenated maps: `[B, sum C_l, H_0, W_0]`.
-    pub fn embedding_map(&self, maps: Vec<Tensor<4>>) -> Result<Tensor<4>> {
-        let first = maps
-            .first()
-            .ok_or_else(|| Error::InvalidArgument("no feature maps to aggregate".into()))?;
-        let [b, _, h, w] = first.dims();
-        let mut parts = Vec::with_capacity(maps.len());
-        for (l, m) in maps.into_iter().enumerate() {
-            let [bl, _, hl, wl] = m.dims();
-            if bl != b {
-                return Err(Error::Shape(format!(
-                    "map {l} has batch {bl}, map 0 has {b}"
-                )));
-            }
-            let pooled = self.pool(m);
-            let resized = if (hl, wl) == (h, w) {
-                pooled
-            } else {
-                interpolate(
-                    pooled,
-                    InterpolateOptions::new(InterpolateMode::Bilinear)
-                        .with_align_corners(false)
-                        .with_output_size([h, w]),
-                )
-            };
-            parts.push(resized);
-        }
-        Ok(Tensor::cat(parts, 1))
+    pub fn embedding_map(&self, maps: &[Array4<f32>]) -> Result<Array4<f32>> {
+        let (b, h, w) = grid_of(maps)?;
+        let parts: Vec<Array4<f32>> = maps
+            .iter()
+            .map(|m| resize_map(&self.pool(m), h, w))
+            .collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let out = ndarray::concatenate(Axis(1), &views).map_err(|e| Error::Shape(e.to_string()))?;
+        debug_assert_eq!(out.dim().0, b);
+        Ok(out.as_standard_layout().into_owned())
     }
 }
 
-/// PyTorch `adaptive_avg_pool1d` over a row: output `j` averages
-/// `input[floor(j*n/m) .. ceil((j+1)*n/m)]`.
-pub fn adaptive_avg_pool1d(input: &[f32], out: &mut [f32]) {
-    let n = input.len();
-    let m = out.len();
-    for (j, o) in out.iter_mut().enumerate() {
-        let start = j * n / m;
-        let end = ((j + 1) * n).div_ceil(m);
-        let s: f32 = input[start..end].iter().sum();
-        *o = s / (end - start) as f32;
+/// Bilinear resize of every plane of `[B, C, h, w]` to `[B, C, oh, ow]` (a copy when the
+/// grid is already that).
+pub fn resize_map(map: &Array4<f32>, oh: usize, ow: usize) -> Array4<f32> {
+    let (b, c, h, w) = map.dim();
+    let src = map.as_standard_layout();
+    if (h, w) == (oh, ow) {
+        return src.into_owned();
     }
+    let mut out = Array4::<f32>::zeros((b, c, oh, ow));
+    out.as_slice_mut()
+        .expect("standard layout")
+        .par_chunks_mut(oh * ow)
+        .zip(src.as_slice().expect("standard layout").par_chunks(h * w))
+        .for_each(|(dst, plane)| bilinear_plane(plane, h, w, dst, oh, ow));
+    out
 }
 
 impl FeatureAggregator for LocallyAware {
-    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures> {
-        let emb = self.embedding_map(maps)?;
-        let [b, d, h, w] = emb.dims();
-        let rows = emb.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
-        let values = rows
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Shape(format!("reading aggregated features: {e:?}")))?;
-        let mut features = Array2::from_shape_vec((b * h * w, d), values)
-            .map_err(|e| Error::Shape(e.to_string()))?;
+    fn name(&self) -> &str {
+        "locally_aware"
+    }
+
+    fn aggregate(&self, maps: &[Array4<f32>]) -> Result<PatchFeatures> {
+        let (b, h, w) = grid_of(maps)?;
+        let channels: Vec<usize> = maps.iter().map(|m| m.dim().1).collect();
+        let d: usize = channels.iter().sum();
+        let mut features = Array2::<f32>::zeros((b * h * w, d));
+        let mut offset = 0;
+        for m in maps {
+            let planes = resize_map(&self.pool(m), h, w);
+            let c = m.dim().1;
+            scatter_columns(
+                &mut features,
+                planes.as_slice().expect("standard layout"),
+                b,
+                c,
+                offset,
+            );
+            offset += c;
+        }
         if let Some(t) = self.target_dim {
-            let mut out = Array2::<f32>::zeros((b * h * w, t));
-            for (src, mut dst) in features.rows().into_iter().zip(out.rows_mut()) {
-                adaptive_avg_pool1d(
-                    src.as_slice().expect("contiguous"),
-                    dst.as_slice_mut().expect("contiguous"),
-                );
-            }
-            features = out;
+            features = pool_rows(&features, t);
         }
         let pf = PatchFeatures::new(features, b, h, w)?;
         pf.check_finite("aggregated patch features")?;
@@ -162,43 +219,6 @@ impl FeatureAggregator for LocallyAware {
     }
 }
 
-fn resize_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
-    let [_, _, hl, wl] = x.dims();
-    if (hl, wl) == (h, w) {
-        return x;
-    }
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size([h, w]),
-    )
-}
-
-/// Rows `[B*H*W, C]` of a `[B, C, H, W]` map, in [`PatchFeatures`] order.
-fn rows_of(x: Tensor<4>) -> Result<Array2<f32>> {
-    let [b, c, h, w] = x.dims();
-    let values = x
-        .permute([0, 2, 3, 1])
-        .reshape([b * h * w, c])
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Shape(format!("reading features: {e:?}")))?;
-    Array2::from_shape_vec((b * h * w, c), values).map_err(|e| Error::Shape(e.to_string()))
-}
-
-/// Adaptive average pooling of every row to `width`.
-fn pool_rows(rows: &Array2<f32>, width: usize) -> Array2<f32> {
-    let mut out = Array2::<f32>::zeros((rows.nrows(), width));
-    for (src, mut dst) in rows.rows().into_iter().zip(out.rows_mut()) {
-        adaptive_avg_pool1d(
-            src.as_slice().expect("contiguous"),
-            dst.as_slice_mut().expect("contiguous"),
-        );
-    }
-    out
-}
-
 /// The official patchcore-inspection aggregation (`PatchMaker` + `Preprocessing` +
 /// `Aggregator`):
 /// 1. per layer, the `p x p` patch around every cell (`F.unfold`, zero padding `p/2`), its
@@ -207,14 +227,13 @@ fn pool_rows(rows: &Array2<f32>, width: usize) -> Array2<f32> {
 ///    (the patches are interpolated, not the feature map);
 /// 3. per layer, each patch vector adaptive-average-pooled to `pretrain_embed_dim`;
 /// 4. the layers stacked (layer-major) and pooled again to `target_embed_dim`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Built by [`OfficialParams::check`] or [`Official::new`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Official {
-    /// Patch size `p` (odd; the paper uses 3).
-    pub patchsize: usize,
-    /// Per-layer width after step 3 (official default 1024).
-    pub pretrain_embed_dim: usize,
-    /// Final width (official default 1024).
-    pub target_embed_dim: usize,
+    patchsize: usize,
+    pretrain_embed_dim: usize,
+    target_embed_dim: usize,
 }
 
 impl Default for Official {
@@ -234,96 +253,112 @@ impl Official {
         pretrain_embed_dim: usize,
         target_embed_dim: usize,
     ) -> Result<Self> {
-        LocallyAware::new(patchsize, None).map_err(|_| {
-            Error::config(
-                "aggregator.neighbourhood",
-                format!("must be an odd positive integer, got {patchsize}"),
-            )
-        })?;
-        if pretrain_embed_dim == 0 {
-            return Err(Error::config(
-                "aggregator.pretrain_embed_dim",
-                "must be positive",
-            ));
-        }
-        if target_embed_dim == 0 {
-            return Err(Error::config(
-                "aggregator.target_embed_dim",
-                "must be positive",
-            ));
-        }
-        Ok(Self {
-            patchsize,
+        OfficialParams {
+            neighbourhood: patchsize,
             pretrain_embed_dim,
             target_embed_dim,
-        })
+        }
+        .check()
     }
 
-    /// `F.unfold` as a grouped one-hot convolution: `[B, C, H, W] -> [B, C*p*p, H, W]`,
-    /// channel `c*p*p + ky*p + kx` holding the value at offset `(ky - p/2, kx - p/2)`.
-    pub fn unfold(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Patch size `p`.
+    pub fn patchsize(&self) -> usize {
+        self.patchsize
+    }
+
+    /// Per-layer width after step 3.
+    pub fn pretrain_embed_dim(&self) -> usize {
+        self.pretrain_embed_dim
+    }
+
+    /// Final width.
+    pub fn target_embed_dim(&self) -> usize {
+        self.target_embed_dim
+    }
+
+    /// `F.unfold` keeping the grid: `[B, C, H, W] -> [B, C*p*p, H, W]`, channel
+    /// `c*p*p + ky*p + kx` holding the value at offset `(ky - p/2, kx - p/2)` (0 outside).
+    pub fn unfold(&self, x: &Array4<f32>) -> Array4<f32> {
         let p = self.patchsize;
-        let [_, c, _, _] = x.dims();
-        let mut w = vec![0f32; c * p * p * p * p];
-        for o in 0..c * p * p {
-            let k = o % (p * p);
-            w[o * p * p + k] = 1.0;
-        }
-        let weight = Tensor::<4>::from_data(TensorData::new(w, [c * p * p, 1, p, p]), &x.device());
-        conv2d(
-            x,
-            weight,
-            None,
-            ConvOptions::new([1, 1], [p / 2, p / 2], [1, 1], c),
-        )
+        let r = p / 2;
+        let (b, c, h, w) = x.dim();
+        let src = x.as_standard_layout();
+        let src = src.as_slice().expect("standard layout");
+        let mut out = Array4::<f32>::zeros((b, c * p * p, h, w));
+        out.as_slice_mut()
+            .expect("standard layout")
+            .par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let (bc, k) = (i / (p * p), i % (p * p));
+                let plane = &src[bc * h * w..(bc + 1) * h * w];
+                let (dy, dx) = ((k / p) as isize - r as isize, (k % p) as isize - r as isize);
+                for y in 0..h {
+                    let sy = y as isize + dy;
+                    if sy < 0 || sy >= h as isize {
+                        continue;
+                    }
+                    for x in 0..w {
+                        let sx = x as isize + dx;
+                        if sx >= 0 && sx < w as isize {
+                            dst[y * w + x] = plane[sy as usize * w + sx as usize];
+                        }
+                    }
+                }
+            });
+        out
     }
 
     /// Steps 1-2: the unfolded patch planes of every layer on the first layer's grid.
-    pub fn patch_planes(&self, maps: Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>> {
-        let first = maps
-            .first()
-            .ok_or_else(|| Error::InvalidArgument("no feature maps to aggregate".into()))?;
-        let [b, _, h, w] = first.dims();
-        maps.into_iter()
-            .enumerate()
-            .map(|(l, m)| {
-                if m.dims()[0] != b {
-                    return Err(Error::Shape(format!(
-                        "map {l} has batch {}, map 0 has {b}",
-                        m.dims()[0]
-                    )));
-                }
-                Ok(resize_to(self.unfold(m), h, w))
-            })
-            .collect()
+    pub fn patch_planes(&self, maps: &[Array4<f32>]) -> Result<Vec<Array4<f32>>> {
+        let (_, h, w) = grid_of(maps)?;
+        Ok(maps
+            .iter()
+            .map(|m| resize_map(&self.unfold(m), h, w))
+            .collect())
     }
 
     /// Steps 1-3: per-layer pooled patch rows `[B*H*W, pretrain_embed_dim]`.
-    pub fn per_layer(&self, maps: Vec<Tensor<4>>) -> Result<(Vec<Array2<f32>>, [usize; 3])> {
-        let planes = self.patch_planes(maps)?;
-        let [b, _, h, w] = planes[0].dims();
-        let rows = planes
-            .into_iter()
-            .map(|p| rows_of(p).map(|r| pool_rows(&r, self.pretrain_embed_dim)))
-            .collect::<Result<Vec<_>>>()?;
+    pub fn per_layer(&self, maps: &[Array4<f32>]) -> Result<(Vec<Array2<f32>>, [usize; 3])> {
+        let (b, h, w) = grid_of(maps)?;
+        let rows = self
+            .patch_planes(maps)?
+            .iter()
+            .map(|planes| {
+                let c = planes.dim().1;
+                let mut rows = Array2::<f32>::zeros((b * h * w, c));
+                scatter_columns(&mut rows, planes.as_slice().expect("standard"), b, c, 0);
+                pool_rows(&rows, self.pretrain_embed_dim)
+            })
+            .collect();
         Ok((rows, [b, h, w]))
     }
 }
 
 impl FeatureAggregator for Official {
-    fn aggregate(&self, maps: Vec<Tensor<4>>) -> Result<PatchFeatures> {
+    fn name(&self) -> &str {
+        "official"
+    }
+
+    fn aggregate(&self, maps: &[Array4<f32>]) -> Result<PatchFeatures> {
         let (layers, [b, h, w]) = self.per_layer(maps)?;
         let n = b * h * w;
-        let width = layers.len() * self.pretrain_embed_dim;
-        let mut stacked = vec![0f32; width];
+        let pd = self.pretrain_embed_dim;
+        let width = layers.len() * pd;
         let mut out = Array2::<f32>::zeros((n, self.target_embed_dim));
-        for (r, mut dst) in out.rows_mut().into_iter().enumerate() {
-            for (l, rows) in layers.iter().enumerate() {
-                stacked[l * self.pretrain_embed_dim..(l + 1) * self.pretrain_embed_dim]
-                    .copy_from_slice(rows.row(r).as_slice().expect("contiguous"));
-            }
-            adaptive_avg_pool1d(&stacked, dst.as_slice_mut().expect("contiguous"));
-        }
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; width],
+                |stacked, (r, mut dst)| {
+                    for (l, rows) in layers.iter().enumerate() {
+                        stacked[l * pd..(l + 1) * pd]
+                            .copy_from_slice(rows.row(r).as_slice().expect("contiguous"));
+                    }
+                    adaptive_avg_pool1d(stacked, dst.as_slice_mut().expect("contiguous"));
+                },
+            );
         let pf = PatchFeatures::new(out, b, h, w)?;
         pf.check_finite("aggregated patch features")?;
         Ok(pf)
@@ -334,118 +369,5 @@ impl FeatureAggregator for Official {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adaptive_pool_matches_torch_rule() {
-        // torch.nn.functional.adaptive_avg_pool1d(torch.arange(5.)[None], 3) == [0.5, 2, 3.5]
-        let mut out = [0f32; 3];
-        adaptive_avg_pool1d(&[0., 1., 2., 3., 4.], &mut out);
-        assert_eq!(out, [0.5, 2.0, 3.5]);
-        // upsampling repeats: 2 -> 4
-        let mut up = [0f32; 4];
-        adaptive_avg_pool1d(&[1., 3.], &mut up);
-        assert_eq!(up, [1., 1., 3., 3.]);
-    }
-
-    #[test]
-    fn rejects_even_neighbourhood() {
-        assert!(LocallyAware::new(2, None).is_err());
-        assert!(LocallyAware::new(3, Some(0)).is_err());
-    }
-}
-
-/// Parameters of [`LocallyAware`] as config keys.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocallyAwareParams {
-    /// Neighbourhood (patch) size p: 1, 3, 5, ... (odd).
-    #[serde(default = "d_neigh")]
-    pub neighbourhood: usize,
-    /// Project rows to this width by adaptive average pooling; 0 keeps the concatenation.
-    #[serde(default)]
-    pub target_dim: usize,
-}
-
-/// Parameters of [`Official`] as config keys.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfficialParams {
-    /// Patch size p: 1, 3, 5, ... (odd).
-    #[serde(default = "d_neigh")]
-    pub neighbourhood: usize,
-    /// Per-layer width (default 1024).
-    #[serde(default = "d_embed")]
-    pub pretrain_embed_dim: usize,
-    /// Final width (default 1024).
-    #[serde(default = "d_embed")]
-    pub target_embed_dim: usize,
-}
-fn d_neigh() -> usize {
-    3
-}
-fn d_embed() -> usize {
-    1024
-}
-
-/// The `[aggregator]` config section: how backbone maps become patch-feature rows.
-///
-/// Tagged by `kind` (default `locally_aware`); each variant holds its aggregator's parameters.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AggregatorParams {
-    /// Neighbourhood average of each map, deeper maps upsampled, concatenated (anomalib).
-    LocallyAware(LocallyAwareParams),
-    /// Unfolded patches, interpolated, adaptive-average-pooled per layer and overall (the
-    /// official implementation).
-    Official(OfficialParams),
-}
-
-impl Default for AggregatorParams {
-    fn default() -> Self {
-        AggregatorParams::LocallyAware(LocallyAwareParams {
-            neighbourhood: d_neigh(),
-            target_dim: 0,
-        })
-    }
-}
-
-impl AggregatorParams {
-    /// The `kind` key's value.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AggregatorParams::LocallyAware(_) => "locally_aware",
-            AggregatorParams::Official(_) => "official",
-        }
-    }
-
-    /// The neighbourhood (patch) size.
-    pub fn neighbourhood(&self) -> usize {
-        match self {
-            AggregatorParams::LocallyAware(p) => p.neighbourhood,
-            AggregatorParams::Official(p) => p.neighbourhood,
-        }
-    }
-
-    /// Range checks; errors name the `aggregator.*` key.
-    pub fn validate(&self) -> Result<()> {
-        self.build().map(|_| ())
-    }
-
-    /// Builds the aggregator.
-    pub fn build(&self) -> Result<Box<dyn FeatureAggregator>> {
-        Ok(match self {
-            AggregatorParams::LocallyAware(p) => Box::new(LocallyAware::new(
-                p.neighbourhood,
-                (p.target_dim > 0).then_some(p.target_dim),
-            )?),
-            AggregatorParams::Official(p) => Box::new(Official::new(
-                p.neighbourhood,
-                p.pretrain_embed_dim,
-                p.target_embed_dim,
-            )?),
-        })
-    }
-}
+mod params;
+pub use params::{AggregatorParams, LocallyAwareParams, OfficialParams};

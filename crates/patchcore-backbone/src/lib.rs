@@ -16,18 +16,21 @@
 mod effnet;
 mod host;
 mod layers;
+mod lite;
 mod params;
 mod resnet;
 pub mod weights;
 
-pub use effnet::{EFFNET_LITE0_LAYERS, EfficientNetLite, EfficientNetLite0, LiteVariant};
+pub use effnet::{EfficientNetLite, EfficientNetLite0};
+pub use lite::{EFFNET_LITE0_LAYERS, LiteVariant};
 pub use layers::PaddingMode;
 pub use params::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use resnet::{BlockKind, RESNET_LAYERS, ResNet, ResNetSpec};
 pub use weights::{TensorMap, WeightsSource};
 
 use burn::tensor::{Device, Tensor};
-use patchcore_core::Result;
+use ndarray::Array4;
+use patchcore_core::{Error, Result};
 
 /// A frozen feature extractor.
 ///
@@ -52,4 +55,19 @@ pub trait Backbone: Send + Sync {
     fn device(&self) -> &Device;
     /// Runs the network up to the deepest tapped layer.
     fn forward(&self, x: Tensor<4>) -> Result<Vec<Tensor<4>>>;
+    /// As [`Backbone::forward`], the maps as host arrays (what a
+    /// `patchcore_aggregate::FeatureAggregator` takes).
+    fn forward_host(&self, x: Tensor<4>) -> Result<Vec<Array4<f32>>> {
+        self.forward(x)?.into_iter().map(tensor_to_array).collect()
+    }
+}
+
+/// The values of a `[B, C, H, W]` tensor as a host array (read back from the device).
+pub fn tensor_to_array(t: Tensor<4>) -> Result<Array4<f32>> {
+    let [b, c, h, w] = t.dims();
+    let values = t
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Shape(format!("reading a feature map: {e:?}")))?;
+    Array4::from_shape_vec((b, c, h, w), values).map_err(|e| Error::Shape(e.to_string()))
 }

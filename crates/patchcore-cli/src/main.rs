@@ -1,7 +1,7 @@
-//! `patchcore`: fit and evaluate PatchCore from a config file.
+//! `patchcore`: fit and evaluate PatchCore from a config file, predict with model files,
+//! serve them over HTTP, sweep config keys. (Benchmarks and the backend conformance suite are
+//! development tooling: `cargo xtask bench`, `cargo xtask conformance`.)
 
-mod bench;
-mod bench_serve;
 mod evaluate;
 mod predict;
 mod serve;
@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use patchcore_device::ComputeDevice;
 
 #[derive(Parser)]
 #[command(
@@ -39,9 +38,6 @@ enum Command {
     /// Serve the model files of a folder over HTTP: prediction with micro-batching, limits,
     /// reload on SIGHUP or file change, Prometheus metrics, a web page at / (docs/SERVE.md).
     Serve(serve::Args),
-    /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
-    /// Markdown tables for docs/BENCHMARKS.md.
-    Bench(bench::Args),
     /// Fit one category's memory bank and write it as a model file (safetensors + JSON
     /// header; docs/MODEL_FILE.md). The decision threshold is F1-max on the category's
     /// labelled test split unless --threshold is given.
@@ -91,18 +87,6 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Run the backend conformance suite (fixture parity of backbones and aggregation, and an
-    /// end-to-end comparison with flex on MVTec AD bottle) on each device; print one table.
-    /// Exits non-zero if a check fails.
-    Conformance {
-        /// Devices to check, e.g. flex, ndarray, libtorch, libtorch-cuda:0, cuda:0. Default:
-        /// every CPU backend of this build.
-        #[arg(long = "device")]
-        devices: Vec<String>,
-        /// Also write the checks as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
 }
 
 fn run(cli: Cli) -> patchcore_core::Result<()> {
@@ -146,46 +130,10 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
             }
             Ok(())
         }
-        Command::Conformance { devices, json } => conformance(&devices, json.as_deref()),
-        Command::Bench(args) => bench::dispatch(&args),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Serve(args) => serve::run(&args),
     }
-}
-
-/// Parses device names (`flex`, `cuda:0`, ...).
-fn parse_devices(names: &[String]) -> patchcore_core::Result<Vec<ComputeDevice>> {
-    names.iter().map(|d| d.parse()).collect()
-}
-
-/// `patchcore conformance`: the backend parity suite on each device; fails if any check does.
-fn conformance(devices: &[String], json: Option<&std::path::Path>) -> patchcore_core::Result<()> {
-    use patchcore_testkit::conformance;
-    let devices = if devices.is_empty() {
-        ComputeDevice::compiled_cpu()
-    } else {
-        parse_devices(devices)?
-    };
-    let mut checks = Vec::new();
-    for d in devices {
-        eprintln!("conformance on {d} ...");
-        checks.extend(conformance::run(d)?);
-    }
-    print!("{}", conformance::table(&checks));
-    if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&checks)
-            .map_err(|e| patchcore_core::Error::InvalidArgument(e.to_string()))?;
-        patchcore_core::io::write_atomic(path, text.as_bytes())?;
-    }
-    let failed = checks.iter().filter(|c| !c.passed()).count();
-    if failed > 0 {
-        return Err(patchcore_core::Error::InvalidArgument(format!(
-            "{failed} of {} conformance checks failed",
-            checks.len()
-        )));
-    }
-    Ok(())
 }
 
 /// mimalloc keeps freed pages for reuse: every forward pass allocates and frees the same

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use patchcore_core::{Error, Progress, Result};
 use patchcore_data::{Geometry, load_rgb_with};
 use patchcore_device::ComputeDevice;
-use patchcore_pipeline::config::DataSource;
-use patchcore_pipeline::progress::Bar;
-use patchcore_pipeline::{Config, FitOptions, LoadOptions, PatchCore, fit_model, heatmap_overlay};
+use patchcore_eval::progress::Bar;
+use patchcore_eval::{FitOptions, fit_model};
+use patchcore_model::config::DataSource;
+use patchcore_model::render::heatmap_overlay;
+use patchcore_model::{Config, FittedPatchCore, LoadOptions};
 use rayon::prelude::*;
 
 /// `patchcore fit`: fit one category and write the model file.
@@ -126,6 +128,28 @@ fn is_image(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Decoded images of a chunk (in parallel): the readable ones with their paths, and the
+/// errors of the others (reported and skipped; the rest is still scored).
+type Decoded = (Vec<PathBuf>, Vec<image::RgbImage>, Vec<(PathBuf, Error)>);
+
+fn decode_chunk(chunk: &[PathBuf], limits: patchcore_data::ImageLimits) -> Decoded {
+    let decoded: Vec<(PathBuf, Result<image::RgbImage>)> = chunk
+        .par_iter()
+        .map(|p| (p.clone(), load_rgb_with(p, &limits)))
+        .collect();
+    let (mut good, mut images, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, r) in decoded {
+        match r {
+            Ok(img) => {
+                good.push(p);
+                images.push(img);
+            }
+            Err(e) => errors.push((p, e)),
+        }
+    }
+    (good, images, errors)
+}
+
 /// `patchcore predict`: score images with a model file.
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
@@ -138,7 +162,7 @@ pub fn predict(
     quiet: bool,
 ) -> Result<usize> {
     let device: Option<ComputeDevice> = device.map(|d| d.parse()).transpose()?;
-    let mut model = PatchCore::load_with(
+    let mut model = FittedPatchCore::load_with(
         model_path,
         LoadOptions {
             device,
@@ -148,10 +172,10 @@ pub fn predict(
     )?;
     let header = model.header()?;
     if let Some(t) = threshold {
-        model.threshold = Some(patchcore_pipeline::model_file::Threshold {
+        model.set_threshold(Some(patchcore_model::model_file::Threshold {
             value: t,
             source: "user (--threshold)".into(),
-        });
+        }));
     }
     let paths = collect_images(inputs)?;
     let mut stems: std::collections::HashMap<&std::ffi::OsStr, usize> =
@@ -161,33 +185,19 @@ pub fn predict(
     }
     let bar = Bar::new(quiet);
     bar.start(paths.len() as u64, "scoring");
-    let geometry: Geometry = model.geometry();
     let map_dir = output.map(|o| o.join("maps"));
     let mut records = Vec::with_capacity(paths.len());
     let mut failures = 0;
     let stdout = std::io::stdout();
     for chunk in paths.chunks(model.batch_size()) {
-        // Decode in parallel; a bad file is reported and skipped, the rest still scored.
-        let decoded: Vec<(PathBuf, Result<image::RgbImage>)> = chunk
-            .par_iter()
-            .map(|p| (p.clone(), load_rgb_with(p, &model.limits())))
-            .collect();
-        let (mut good, mut images) = (Vec::new(), Vec::new());
-        for (p, r) in decoded {
-            match r {
-                Ok(img) => {
-                    good.push(p);
-                    images.push(img);
-                }
-                Err(e) => {
-                    failures += 1;
-                    bar.suspend(&|| eprintln!("error: {e}"));
-                    records.push(serde_json::json!({
-                        "path": p.to_string_lossy(),
-                        "error": e.to_string(),
-                    }));
-                }
-            }
+        let (good, images, errors) = decode_chunk(chunk, model.limits());
+        for (p, e) in errors {
+            failures += 1;
+            bar.suspend(&|| eprintln!("error: {e}"));
+            records.push(serde_json::json!({
+                "path": p.to_string_lossy(),
+                "error": e.to_string(),
+            }));
         }
         if good.is_empty() {
             bar.advance(chunk.len() as u64);
@@ -213,30 +223,8 @@ pub fn predict(
                 rec["normalized_score"] = serde_json::json!(n);
             }
             if let Some(dir) = &map_dir {
-                let range = model.score_range.unwrap_or_else(|| {
-                    let lo = pred
-                        .anomaly_map
-                        .iter()
-                        .copied()
-                        .fold(f32::INFINITY, f32::min);
-                    let hi = pred
-                        .anomaly_map
-                        .iter()
-                        .copied()
-                        .fold(f32::NEG_INFINITY, f32::max);
-                    (lo, hi)
-                });
-                let input = geometry.apply_rgb(img);
-                let png = heatmap_overlay(&input, &pred.anomaly_map, range);
-                let name = map_name(p, stems[p.file_stem().unwrap_or_default()] == 1);
-                let target = dir.join(&name);
-                let mut bytes = Vec::new();
-                png.write_to(
-                    &mut std::io::Cursor::new(&mut bytes),
-                    image::ImageFormat::Png,
-                )
-                .map_err(|e| Error::External(format!("encoding {}: {e}", target.display())))?;
-                patchcore_core::io::write_atomic(&target, &bytes)?;
+                let unique = stems[p.file_stem().unwrap_or_default()] == 1;
+                let name = write_map(&model, dir, p, unique, img, &pred.anomaly_map)?;
                 rec["map"] = serde_json::json!(format!("maps/{name}"));
             }
             records.push(rec);
@@ -253,6 +241,34 @@ pub fn predict(
         patchcore_core::io::write_atomic(&o.join("predictions.jsonl"), text.as_bytes())?;
     }
     Ok(failures)
+}
+
+/// Writes the heatmap overlay of one image under `dir` (atomically); returns its file name.
+fn write_map(
+    model: &FittedPatchCore,
+    dir: &Path,
+    p: &Path,
+    unique_stem: bool,
+    img: &image::RgbImage,
+    map: &ndarray::Array2<f32>,
+) -> Result<String> {
+    let range = model.score_range().unwrap_or_else(|| {
+        let lo = map.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (lo, hi)
+    });
+    let geometry: Geometry = model.geometry();
+    let png = heatmap_overlay(&geometry.apply_rgb(img), map, range);
+    let name = map_name(p, unique_stem);
+    let target = dir.join(&name);
+    let mut bytes = Vec::new();
+    png.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::External(format!("encoding {}: {e}", target.display())))?;
+    patchcore_core::io::write_atomic(&target, &bytes)?;
+    Ok(name)
 }
 
 /// A unique PNG name for an input: its stem when no other input shares it, else its path with

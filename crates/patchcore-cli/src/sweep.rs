@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use patchcore_core::{Error, Result};
-use patchcore_pipeline::Config;
-use patchcore_pipeline::sweep::{
+use patchcore_model::Config;
+use patchcore_eval::sweep::{
     PlotSpec, SweepOptions, SweepSpec, merge, parse_seeds, plan, run_sweep, write_tables,
 };
 

@@ -1,6 +1,6 @@
 use ndarray::{Array2, ArrayView2};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Patch features of a batch of images: one row per feature-grid cell.
 ///

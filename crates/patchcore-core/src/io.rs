@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

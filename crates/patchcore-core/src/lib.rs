@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dispatch;
 mod error;
 mod features;
 pub mod io;

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::mvtec::check_partial_masks;
-use crate::{MvtecCategory, TestSample, list_images};
+use crate::mvtec::{MvtecCategory, TestSample, list_images};
 
 /// A data set made of plain folders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +100,55 @@ fn mask_index(dir: &Path) -> Result<HashMap<String, PathBuf>> {
     Ok(map)
 }
 
+/// The anomalous test images of folder `d` (its name is their defect type), with their masks
+/// matched by file stem when there is a mask folder; images without a mask are added to
+/// `unmasked`. `seen` holds the stems of every folder read so far (a stem must be unique
+/// across folders when masks are matched by it).
+fn abnormal_samples(
+    d: &Path,
+    masks: Option<&HashMap<String, PathBuf>>,
+    seen: &mut HashMap<String, PathBuf>,
+    unmasked: &mut Vec<PathBuf>,
+) -> Result<Vec<TestSample>> {
+    if !d.is_dir() {
+        return Err(ds(d, "data.folder.abnormal_dirs entry is not a folder"));
+    }
+    let kind = d
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "abnormal".into());
+    let mut out = Vec::new();
+    for path in list_images(d)? {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mask = masks.and_then(|m| m.get(&stem).cloned());
+        if masks.is_some() {
+            if let Some(prev) = seen.insert(stem.clone(), path.clone()) {
+                return Err(ds(
+                    &path,
+                    format!(
+                        "duplicate stem `{stem}` (also {}): masks are matched by stem",
+                        prev.display()
+                    ),
+                ));
+            }
+            if mask.is_none() {
+                unmasked.push(path.clone());
+            }
+        }
+        out.push(TestSample {
+            path,
+            defect_type: kind.clone(),
+            anomalous: true,
+            mask,
+        });
+    }
+    Ok(out)
+}
+
 /// Reads a folder data set. Relative folders are resolved against `base`.
 pub fn open_folder(
     spec: &FolderSpec,
@@ -163,45 +212,10 @@ pub fn open_folder(
             mask: None,
         })
         .collect();
-    let mut unmasked = Vec::new();
-    let mut seen = HashMap::new();
+    let (mut unmasked, mut seen) = (Vec::new(), HashMap::new());
     for d in &spec.abnormal_dirs {
         let d = abs(d);
-        if !d.is_dir() {
-            return Err(ds(&d, "data.folder.abnormal_dirs entry is not a folder"));
-        }
-        let kind = d
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "abnormal".into());
-        for path in list_images(&d)? {
-            let stem = path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let mask = masks.as_ref().and_then(|m| m.get(&stem).cloned());
-            if masks.is_some() {
-                if let Some(prev) = seen.insert(stem.clone(), path.clone()) {
-                    return Err(ds(
-                        &path,
-                        format!(
-                            "duplicate stem `{stem}` (also {}): masks are matched by stem",
-                            prev.display()
-                        ),
-                    ));
-                }
-                if mask.is_none() {
-                    unmasked.push(path.clone());
-                }
-            }
-            test.push(TestSample {
-                path,
-                defect_type: kind.clone(),
-                anomalous: true,
-                mask,
-            });
-        }
+        test.extend(abnormal_samples(&d, masks.as_ref(), &mut seen, &mut unmasked)?);
     }
     check_partial_masks(&unmasked, allow_partial_masks)?;
     let cat = MvtecCategory {
@@ -212,6 +226,44 @@ pub fn open_folder(
     };
     cat.check_test_split()?;
     Ok(cat)
+}
+
+/// The rows of a CSV or JSONL manifest, each with where it was read (`file:line`).
+fn manifest_rows(path: &Path) -> Result<Vec<(String, Row)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+    let mut rows: Vec<(String, Row)> = Vec::new();
+    if is_jsonl {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = format!("{}:{}", path.display(), i + 1);
+            let row: Row =
+                serde_json::from_str(line).map_err(|e| ds(path, format!("line {}: {e}", i + 1)))?;
+            rows.push((at, row));
+        }
+    } else {
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        for (i, rec) in rdr.deserialize::<Row>().enumerate() {
+            let row = rec.map_err(|e| {
+                ds(
+                    path,
+                    format!(
+                        "row {}: {e} (header must be path,label[,mask_path][,split])",
+                        i + 2
+                    ),
+                )
+            })?;
+            rows.push((format!("{}:{}", path.display(), i + 2), row));
+        }
+    }
+    Ok(rows)
 }
 
 /// One manifest row.
@@ -261,39 +313,7 @@ pub fn open_manifest(
     allow_partial_masks: bool,
 ) -> Result<MvtecCategory> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let is_jsonl = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
-    let mut rows: Vec<(String, Row)> = Vec::new();
-    if is_jsonl {
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let at = format!("{}:{}", path.display(), i + 1);
-            let row: Row =
-                serde_json::from_str(line).map_err(|e| ds(path, format!("line {}: {e}", i + 1)))?;
-            rows.push((at, row));
-        }
-    } else {
-        let mut rdr = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-        for (i, rec) in rdr.deserialize::<Row>().enumerate() {
-            let row = rec.map_err(|e| {
-                ds(
-                    path,
-                    format!(
-                        "row {}: {e} (header must be path,label[,mask_path][,split])",
-                        i + 2
-                    ),
-                )
-            })?;
-            rows.push((format!("{}:{}", path.display(), i + 2), row));
-        }
-    }
+    let rows = manifest_rows(path)?;
     if rows.is_empty() {
         return Err(ds(path, "the manifest lists no images"));
     }

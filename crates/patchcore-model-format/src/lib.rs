@@ -5,7 +5,7 @@
 //! Layout (docs/MODEL_FILE.md):
 //! * tensor `memory_bank`: float32 `[rows, dim]`, the selected patch features.
 //! * metadata `patchcore.header`: a JSON object with at least `format` (= [`MODEL_FORMAT`]),
-//!   `format_version`, `bank_rows` and `feature_dim`; patchcore-pipeline gives it its full type.
+//!   `format_version`, `bank_rows` and `feature_dim`; patchcore-model gives it its full type.
 //! * metadata `patchcore.sha256`: SHA-256 (hex) of the header JSON bytes followed by the bank's
 //!   little-endian bytes. A flipped bit anywhere in either is detected on load.
 
@@ -25,7 +25,7 @@ pub const MODEL_FORMAT: &str = "patchcore-rs model";
 /// * 2: the header's config holds the tagged sections of the component crates: `[sampler]`,
 ///   `[nn]` and `[aggregator]` carry only their `kind`'s keys, and a sampler or index given as
 ///   a trait object is recorded as `kind = "custom"` with its `name`. Version-1 headers are
-///   still read (patchcore-pipeline migrates their config).
+///   still read (patchcore-model migrates their config).
 pub const MODEL_FORMAT_VERSION: u32 = 2;
 /// Safetensors metadata key of the JSON header.
 pub const HEADER_KEY: &str = "patchcore.header";

@@ -5,7 +5,10 @@ use ndarray::Array2;
 use patchcore_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{ExactIndex, IvfIndex, LinfaAlgorithm, LinfaIndex, NearestNeighborIndex};
+use crate::NearestNeighborIndex;
+use crate::exact::ExactIndex;
+use crate::ivf::IvfIndex;
+use crate::linfa_adapter::{LinfaAlgorithm, LinfaIndex};
 
 /// Builds a [`NearestNeighborIndex`] over a memory bank.
 ///
@@ -20,7 +23,8 @@ pub trait IndexBuilder: Send + Sync {
     fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>>;
 }
 
-/// Parameters of the approximate inverted-file index ([`IvfIndex`]).
+/// Parameters of the approximate inverted-file index ([`IvfIndex`]) as config keys;
+/// [`IvfParams::check`] returns its [`IvfBuilder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IvfParams {
@@ -33,9 +37,6 @@ pub struct IvfParams {
     /// Lloyd iterations of the coarse quantiser.
     #[serde(default = "d_iterations")]
     pub iterations: usize,
-    /// Seed of the k-means start rows; set from the experiment's `seed`, not a key.
-    #[serde(skip)]
-    pub seed: u64,
 }
 fn d_nprobe() -> usize {
     8
@@ -49,25 +50,99 @@ impl Default for IvfParams {
             nlist: 0,
             nprobe: d_nprobe(),
             iterations: d_iterations(),
-            seed: 0,
         }
     }
 }
 
 impl IvfParams {
-    /// Range checks; errors name the `nn.*` key.
-    pub fn validate(&self) -> Result<()> {
+    /// The builder these keys describe (k-means seed 0: see [`IvfBuilder::with_seed`]);
+    /// errors name the `nn.*` key.
+    pub fn check(&self) -> Result<IvfBuilder> {
         if self.nprobe == 0 {
             return Err(Error::config("nn.nprobe", "must be at least 1"));
         }
-        Ok(())
+        Ok(IvfBuilder {
+            nlist: self.nlist,
+            nprobe: self.nprobe,
+            iterations: self.iterations,
+            seed: 0,
+        })
+    }
+}
+
+/// Builds [`IvfIndex`]es with checked parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IvfBuilder {
+    nlist: usize,
+    nprobe: usize,
+    iterations: usize,
+    seed: u64,
+}
+
+impl IvfBuilder {
+    /// Draws the k-means start rows from `seed`.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
+    /// `(nlist, nprobe, iterations, seed)`.
+    pub fn settings(&self) -> (usize, usize, usize, u64) {
+        (self.nlist, self.nprobe, self.iterations, self.seed)
+    }
+}
+
+impl IndexBuilder for IvfBuilder {
+    fn name(&self) -> &str {
+        "ivf"
+    }
+
+    fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>> {
+        Ok(Box::new(IvfIndex::new(
+            bank,
+            self.nlist,
+            self.nprobe,
+            self.iterations,
+            self.seed,
+        )?))
+    }
+}
+
+/// Builds [`ExactIndex`]es (no parameters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExactBuilder;
+
+impl IndexBuilder for ExactBuilder {
+    fn name(&self) -> &str {
+        "exact"
+    }
+
+    fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>> {
+        Ok(Box::new(ExactIndex::new(bank)?))
+    }
+}
+
+/// Builds [`LinfaIndex`]es with one of linfa-nn's algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinfaBuilder(pub LinfaAlgorithm);
+
+impl IndexBuilder for LinfaBuilder {
+    fn name(&self) -> &str {
+        match self.0 {
+            LinfaAlgorithm::LinearSearch => "linfa_linear",
+            LinfaAlgorithm::KdTree => "linfa_kdtree",
+            LinfaAlgorithm::BallTree => "linfa_balltree",
+        }
+    }
+
+    fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>> {
+        Ok(Box::new(LinfaIndex::new(bank, self.0)?))
     }
 }
 
 /// The `[nn]` config section: which index the memory bank is searched with.
 ///
-/// Tagged by `kind`; each variant holds the parameters of its index. It is itself an
-/// [`IndexBuilder`].
+/// Tagged by `kind`; each variant holds the parameters of its index. [`IndexParams::check`]
+/// turns it into the [`IndexBuilder`] it describes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum IndexParams {
@@ -96,25 +171,9 @@ impl Default for IndexParams {
 }
 
 impl IndexParams {
-    /// Range checks; errors name the `nn.*` key.
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            IndexParams::Ivf(p) => p.validate(),
-            _ => Ok(()),
-        }
-    }
-
-    /// Sets the seed of the variants that use one (IVF's k-means start).
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        if let IndexParams::Ivf(p) = &mut self {
-            p.seed = seed;
-        }
-        self
-    }
-}
-
-impl IndexBuilder for IndexParams {
-    fn name(&self) -> &str {
+    /// The `kind` key's value (the name of the builder it checks into; the custom index's
+    /// own name for `custom`).
+    pub fn name(&self) -> &str {
         match self {
             IndexParams::Exact {} => "exact",
             IndexParams::Ivf(_) => "ivf",
@@ -125,23 +184,23 @@ impl IndexBuilder for IndexParams {
         }
     }
 
-    fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>> {
+    /// Range checks; errors name the `nn.*` key.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            IndexParams::Ivf(p) => p.check().map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The checked builder, its random choices (IVF's k-means start) drawn from `seed`.
+    /// `custom` is an error: its builder must be given.
+    pub fn check(&self, seed: u64) -> Result<Box<dyn IndexBuilder>> {
         Ok(match self {
-            IndexParams::Exact {} => Box::new(ExactIndex::new(bank)?),
-            IndexParams::Ivf(p) => Box::new(IvfIndex::new(
-                bank,
-                p.nlist,
-                p.nprobe,
-                p.iterations,
-                p.seed,
-            )?),
-            IndexParams::LinfaLinear {} => {
-                Box::new(LinfaIndex::new(bank, LinfaAlgorithm::LinearSearch)?)
-            }
-            IndexParams::LinfaKdtree {} => Box::new(LinfaIndex::new(bank, LinfaAlgorithm::KdTree)?),
-            IndexParams::LinfaBalltree {} => {
-                Box::new(LinfaIndex::new(bank, LinfaAlgorithm::BallTree)?)
-            }
+            IndexParams::Exact {} => Box::new(ExactBuilder),
+            IndexParams::Ivf(p) => Box::new(p.check()?.with_seed(seed)),
+            IndexParams::LinfaLinear {} => Box::new(LinfaBuilder(LinfaAlgorithm::LinearSearch)),
+            IndexParams::LinfaKdtree {} => Box::new(LinfaBuilder(LinfaAlgorithm::KdTree)),
+            IndexParams::LinfaBalltree {} => Box::new(LinfaBuilder(LinfaAlgorithm::BallTree)),
             IndexParams::Custom { name } => {
                 return Err(Error::config(
                     "nn.kind",
@@ -169,7 +228,9 @@ mod tests {
             IndexParams::LinfaKdtree {},
             IndexParams::LinfaBalltree {},
         ] {
-            let index = p.build(bank.clone()).unwrap();
+            let builder = p.check(0).unwrap();
+            assert_eq!(builder.name(), p.name());
+            let index = builder.build(bank.clone()).unwrap();
             assert_eq!((index.len(), index.dim()), (50, 4));
             let nn = index.search(bank.slice(ndarray::s![3..4, ..]), 1).unwrap();
             assert_eq!(nn.indices[[0, 0]], 3, "{}", p.name());
@@ -178,7 +239,7 @@ mod tests {
             name: "mine".into(),
         };
         assert_eq!(custom.name(), "mine");
-        assert!(custom.build(bank).is_err());
+        assert!(custom.check(0).is_err());
         assert!(
             IndexParams::Ivf(IvfParams {
                 nprobe: 0,

@@ -4,7 +4,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::{ExactIndex, NearestNeighborIndex, Neighbors, TopK, check_query};
+use crate::exact::ExactIndex;
+use crate::{NearestNeighborIndex, Neighbors, TopK, check_query};
 
 /// An inverted-file index (IVF-flat, Jégou et al. 2011): the bank is partitioned by a
 /// k-means coarse quantiser into `nlist` cells; a query scans only the rows of its `nprobe`

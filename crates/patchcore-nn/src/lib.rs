@@ -24,7 +24,7 @@ mod exact;
 mod ivf;
 mod linfa_adapter;
 
-pub use builder::{IndexBuilder, IndexParams, IvfParams};
+pub use builder::{ExactBuilder, IndexBuilder, IndexParams, IvfBuilder, IvfParams, LinfaBuilder};
 pub use exact::ExactIndex;
 pub use ivf::IvfIndex;
 pub use linfa_adapter::{LinfaAlgorithm, LinfaIndex};

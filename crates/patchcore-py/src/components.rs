@@ -6,9 +6,10 @@ use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use patchcore_core::{Error, NoProgress, PatchFeatures};
 use patchcore_nn::{ExactIndex, NearestNeighborIndex};
 use patchcore_sampler::{
-    GreedyCoreset, GreedyVariant, ProjDim, Projection, RandomSampler, SampleSize, Sampler,
+    ApproximateGreedyParams, GreedyAlgorithm, GreedyParams, ProjectionKind, RandomSampler,
+    SampleSize, Sampler,
 };
-use patchcore_score::{PatchCoreScorer, Scorer, Upsample};
+use patchcore_score::{Scorer, ScorerParams, Upsample};
 use pyo3::prelude::*;
 
 use crate::arrays::{check, out, view};
@@ -30,7 +31,7 @@ fn matrix<'a>(a: &'a PyReadonlyArrayDyn<'_, f32>, what: &str) -> PyResult<CowArr
 /// The sample size from `ratio` / `count` (exactly one).
 fn size(ratio: Option<f64>, count: Option<usize>) -> PyResult<SampleSize> {
     patchcore_sampler::SizeParams { ratio, count }
-        .size()
+        .check()
         .map_err(to_py)
 }
 
@@ -64,15 +65,10 @@ fn greedy_coreset<'py>(
             x.nrows()
         ))));
     }
-    let dim = if projection_dim == 0 {
-        ProjDim::JohnsonLindenstrauss { eps: 0.9 }
-    } else {
-        ProjDim::Fixed(projection_dim)
-    };
     let projection = match projection {
-        "gaussian" => Projection::Gaussian(dim),
-        "sparse" => Projection::Sparse { dim, density: None },
-        "none" => Projection::None,
+        "gaussian" => ProjectionKind::Gaussian,
+        "sparse" => ProjectionKind::Sparse,
+        "none" => ProjectionKind::None,
         other => {
             return Err(to_py(Error::config(
                 "projection",
@@ -80,11 +76,28 @@ fn greedy_coreset<'py>(
             )));
         }
     };
-    let variant = match algorithm {
-        "pruned" => GreedyVariant::Pruned,
-        "plain" => GreedyVariant::Plain,
-        "approximate" => GreedyVariant::Approximate { starts: 10 },
-        "partitioned" => GreedyVariant::Partitioned { block_picks: 512 },
+    // The config's parameter types and defaults (the approximate greedy's starts, the
+    // partitioned greedy's block size, the JL eps for projection_dim = 0), checked by them.
+    let greedy = |greedy| GreedyParams {
+        ratio,
+        count,
+        greedy,
+        projection,
+        projection_dim,
+        ..GreedyParams::default()
+    };
+    let sampler = match algorithm {
+        "pruned" => greedy(GreedyAlgorithm::Pruned).check(),
+        "plain" => greedy(GreedyAlgorithm::Plain).check(),
+        "partitioned" => greedy(GreedyAlgorithm::Partitioned).check(),
+        "approximate" => ApproximateGreedyParams {
+            ratio,
+            count,
+            projection,
+            projection_dim,
+            ..ApproximateGreedyParams::default()
+        }
+        .check(),
         other => {
             return Err(to_py(Error::config(
                 "algorithm",
@@ -93,15 +106,10 @@ fn greedy_coreset<'py>(
                 ),
             )));
         }
-    };
-    let sampler = GreedyCoreset {
-        size: size(ratio, count)?,
-        projection,
-        seed,
-        start,
-        variant,
-        always_project: false,
-    };
+    }
+    .map_err(to_py)?
+    .with_seed(seed)
+    .with_start(start);
     let idx = py
         .detach(|| sampler.select(x.view(), &NoProgress))
         .map_err(to_py)?;
@@ -119,10 +127,7 @@ fn random_sample<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
     let x = matrix(&features, "features")?;
-    let sampler = RandomSampler {
-        size: size(ratio, count)?,
-        seed,
-    };
+    let sampler = RandomSampler::new(size(ratio, count)?, seed);
     let idx = py
         .detach(|| sampler.select(x.view(), &NoProgress))
         .map_err(to_py)?;
@@ -232,11 +237,12 @@ fn anomaly_scores<'py>(
     let feats = features_of(&patch_features)?;
     let index = index_of(py, bank)?;
     let index = index.get();
-    let scorer = PatchCoreScorer {
+    let scorer = ScorerParams {
         num_neighbors: k,
-        ..PatchCoreScorer::default()
-    };
-    scorer.validate().map_err(to_py)?;
+        ..ScorerParams::default()
+    }
+    .check()
+    .map_err(to_py)?;
     let scores = py
         .detach(|| scorer.score(&feats, &index.inner))
         .map_err(to_py)?;
@@ -290,12 +296,13 @@ fn anomaly_map<'py>(
             )));
         }
     };
-    let scorer = PatchCoreScorer {
+    let scorer = ScorerParams {
         sigma,
         upsample,
-        ..PatchCoreScorer::default()
-    };
-    scorer.validate().map_err(to_py)?;
+        ..ScorerParams::default()
+    }
+    .check()
+    .map_err(to_py)?;
     if height == 0 || width == 0 {
         return Err(to_py(Error::InvalidArgument(format!(
             "map size {height} x {width} is empty"

@@ -1,11 +1,11 @@
-//! The assembled model and the evaluation protocol.
+//! The assembled model, and (feature `evaluate`) the evaluation protocol.
 
 use std::path::PathBuf;
 
 use ndarray::{Array3, IxDyn};
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use patchcore_core::{Error, NoProgress};
-use patchcore_pipeline::{Config, EvaluateOptions, PatchCore, TrainImages};
+use patchcore_model::{Config, FittedPatchCore, PatchCore, TrainImages};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
@@ -87,10 +87,49 @@ fn config_of(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     Ok(cfg)
 }
 
+/// A model before and after fitting (Python has one class for both: predicting before
+/// fitting is a run-time error here, where Rust's types rule it out).
+enum Model {
+    Unfitted(PatchCore),
+    Fitted(FittedPatchCore),
+}
+
 /// PatchCore: fit on defect-free images, score new ones.
 #[pyclass(name = "PatchCore", module = "patchcore_rs")]
 pub(crate) struct PyPatchCore {
-    inner: PatchCore,
+    /// `None` only while a fit runs (fitting consumes the unfitted model).
+    inner: Option<Model>,
+}
+
+impl PyPatchCore {
+    fn model(&self) -> PyResult<&Model> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| to_py(Error::InvalidArgument("the model is being fitted".into())))
+    }
+
+    fn fitted(&self) -> PyResult<&FittedPatchCore> {
+        match self.model()? {
+            Model::Fitted(m) => Ok(m),
+            Model::Unfitted(_) => Err(to_py(Error::InvalidArgument(
+                "the model is not fitted: call fit first (or load a model file)".into(),
+            ))),
+        }
+    }
+
+    fn config_ref(&self) -> PyResult<&Config> {
+        Ok(match self.model()? {
+            Model::Unfitted(m) => m.config(),
+            Model::Fitted(m) => m.config(),
+        })
+    }
+
+    fn limits(&self) -> PyResult<patchcore_data::ImageLimits> {
+        Ok(match self.model()? {
+            Model::Unfitted(m) => m.limits(),
+            Model::Fitted(m) => m.limits(),
+        })
+    }
 }
 
 #[pymethods]
@@ -101,14 +140,18 @@ impl PyPatchCore {
     fn from_config(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Self> {
         let cfg = config_of(config)?;
         let inner = py.detach(|| PatchCore::from_config(&cfg)).map_err(to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Some(Model::Unfitted(inner)),
+        })
     }
 
     /// Loads a `.patchcore` model file.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| PatchCore::load(&path)).map_err(to_py)?;
-        Ok(Self { inner })
+        let inner = py.detach(|| FittedPatchCore::load(&path)).map_err(to_py)?;
+        Ok(Self {
+            inner: Some(Model::Fitted(inner)),
+        })
     }
 
     /// Fits the memory bank on defect-free images: a list of paths or of `[h, w, 3]` uint8
@@ -121,7 +164,14 @@ impl PyPatchCore {
             .iter()
             .map(|o| image_arg(&o))
             .collect::<PyResult<_>>()?;
-        let stats = if args.iter().all(|a| matches!(a, ImageArg::Path(_))) {
+        let limits = self.limits()?;
+        let config = self.config_ref()?.clone();
+        // Fitting consumes the unfitted model (a fitted one fits again from its components).
+        let unfitted = match self.inner.take().expect("checked by limits()") {
+            Model::Unfitted(m) => m,
+            Model::Fitted(m) => m.unfit(),
+        };
+        let fitted = if args.iter().all(|a| matches!(a, ImageArg::Path(_))) {
             let paths: Vec<PathBuf> = args
                 .into_iter()
                 .map(|a| match a {
@@ -129,15 +179,29 @@ impl PyPatchCore {
                     ImageArg::Array(_) => unreachable!("checked"),
                 })
                 .collect();
-            py.detach(|| self.inner.fit(&paths, &NoProgress))
+            py.detach(|| unfitted.fit(&paths, &NoProgress))
         } else {
-            let decoded = decode(args, self.inner.limits())?;
-            py.detach(|| {
-                self.inner
-                    .fit_source(TrainImages::Decoded(&decoded), &NoProgress)
-            })
-        }
-        .map_err(to_py)?;
+            match decode(args, limits) {
+                Ok(decoded) => py.detach(|| {
+                    unfitted.fit_source(TrainImages::Decoded(&decoded), &NoProgress)
+                }),
+                Err(e) => {
+                    self.inner = Some(Model::Unfitted(unfitted));
+                    return Err(e);
+                }
+            }
+        };
+        let fitted = match fitted {
+            Ok(f) => f,
+            Err(e) => {
+                // The failed fit took the model: rebuild it from its config.
+                let rebuilt = py.detach(|| PatchCore::from_config(&config)).map_err(to_py)?;
+                self.inner = Some(Model::Unfitted(rebuilt));
+                return Err(to_py(e));
+            }
+        };
+        let stats = fitted.fit_stats().cloned().expect("a fit records its stats");
+        self.inner = Some(Model::Fitted(fitted));
         let d = pyo3::types::PyDict::new(py);
         d.set_item("num_images", stats.num_images)?;
         d.set_item("bank_rows_full", stats.bank_rows_full)?;
@@ -157,10 +221,11 @@ impl PyPatchCore {
         image: &Bound<'py, PyAny>,
     ) -> PyResult<(f32, Bound<'py, PyArrayDyn<f32>>)> {
         let arg = image_arg(image)?;
+        let model = self.fitted()?;
         let p = py
             .detach(|| match &arg {
-                ImageArg::Path(path) => self.inner.predict_path(path),
-                ImageArg::Array(img) => self.inner.predict(img),
+                ImageArg::Path(path) => model.predict_path(path),
+                ImageArg::Array(img) => model.predict(img),
             })
             .map_err(to_py)?;
         Ok((p.score, out(py, p.anomaly_map.into_dyn())))
@@ -176,12 +241,13 @@ impl PyPatchCore {
             .iter()
             .map(|o| image_arg(&o))
             .collect::<PyResult<_>>()?;
-        let decoded = decode(args, self.inner.limits())?;
+        let model = self.fitted()?;
+        let decoded = decode(args, model.limits())?;
         if decoded.is_empty() {
             return Err(to_py(Error::InvalidArgument("no images to score".into())));
         }
         let preds = py
-            .detach(|| self.inner.predict_images(&decoded))
+            .detach(|| model.predict_images(&decoded))
             .map_err(to_py)?;
         let c = preds[0].anomaly_map.nrows();
         let mut maps = Array3::<f32>::zeros((preds.len(), c, c));
@@ -198,46 +264,53 @@ impl PyPatchCore {
 
     /// Writes the fitted model to a `.patchcore` file (atomically).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.save(&path)).map_err(to_py)
+        let model = self.fitted()?;
+        py.detach(|| model.save(&path)).map_err(to_py)
     }
 
     /// Decision threshold on image scores, if the model has one.
     #[getter]
     fn threshold(&self) -> Option<f32> {
-        self.inner.threshold.as_ref().map(|t| t.value)
+        self.fitted().ok()?.threshold().map(|t| t.value)
     }
 
     /// Whether `score` is anomalous under the threshold (`None` without one).
     fn verdict(&self, score: f32) -> Option<bool> {
-        self.inner.verdict(score)
+        self.fitted().ok()?.verdict(score)
     }
 
     /// The memory bank `[rows, dim]`, once fitted or loaded.
     #[getter]
     fn memory_bank<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArrayDyn<f32>>> {
-        self.inner.bank().map(|b| out(py, b.into_dyn()))
+        Some(out(py, self.fitted().ok()?.bank().into_dyn()))
     }
 
     /// The model's config as a dict.
     #[getter]
     fn config(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let text = serde_json::to_string(self.inner.config())
+        let text = serde_json::to_string(self.config_ref()?)
             .map_err(|e| to_py(Error::External(e.to_string())))?;
         Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
     }
 
     fn __repr__(&self) -> String {
+        let (backbone, rows) = match &self.inner {
+            Some(Model::Fitted(m)) => (m.backbone(), m.index().len()),
+            Some(Model::Unfitted(m)) => (m.backbone(), 0),
+            None => return "PatchCore(<fitting>)".into(),
+        };
         format!(
             "PatchCore(backbone={:?}, layers={:?}, bank_rows={})",
-            self.inner.backbone().name(),
-            self.inner.backbone().layers(),
-            self.inner.index().map(|i| i.len()).unwrap_or(0)
+            backbone.name(),
+            backbone.layers(),
+            rows
         )
     }
 }
 
 /// Fits and evaluates `category` (or every category) under `data_root` with `config`;
 /// returns report.json's content as a dict. With `output`, also writes the reports there.
+#[cfg(feature = "evaluate")]
 #[pyfunction]
 #[pyo3(signature = (config, data_root, category=None, output=None))]
 fn evaluate(
@@ -248,7 +321,7 @@ fn evaluate(
     output: Option<PathBuf>,
 ) -> PyResult<Py<PyAny>> {
     let cfg = config_of(config)?;
-    let opts = EvaluateOptions {
+    let opts = patchcore_eval::EvaluateOptions {
         data_root,
         categories: category.into_iter().collect(),
         output,
@@ -256,8 +329,8 @@ fn evaluate(
     };
     let json = py
         .detach(|| -> patchcore_core::Result<String> {
-            let report = patchcore_pipeline::evaluate(&cfg, &opts)?;
-            let value = patchcore_pipeline::report::to_json(&report)?;
+            let report = patchcore_eval::evaluate(&cfg, &opts)?;
+            let value = patchcore_eval::report::to_json(&report)?;
             serde_json::to_string(&value).map_err(|e| Error::External(e.to_string()))
         })
         .map_err(to_py)?;
@@ -280,6 +353,7 @@ fn load_image<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArra
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPatchCore>()?;
     m.add_function(wrap_pyfunction!(load_image, m)?)?;
+    #[cfg(feature = "evaluate")]
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     Ok(())
 }

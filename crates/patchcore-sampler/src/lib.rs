@@ -27,7 +27,10 @@ pub use greedy::{
     GreedyCoreset, GreedyRun, GreedyVariant, approximate_greedy_k_center, covering_radius,
     greedy_k_center, greedy_k_center_partitioned, greedy_k_center_pruned,
 };
-pub use params::{GreedyAlgorithm, GreedyParams, ProjectionKind, SamplerParams, SizeParams};
+pub use params::{
+    ApproximateGreedyParams, GreedyAlgorithm, GreedyParams, ProjectionKind, SamplerParams,
+    SizeParams,
+};
 pub use projection::{ProjDim, Projection, gaussian_projection, jl_min_dim, sparse_projection};
 
 use ndarray::ArrayView2;
@@ -115,12 +118,22 @@ fn check_not_empty(features: &ArrayView2<'_, f32>) -> Result<usize> {
 }
 
 /// Seeded uniform sampling without replacement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RandomSampler {
-    /// How many rows to keep.
-    pub size: SampleSize,
-    /// Seed of the subset.
-    pub seed: u64,
+    size: SampleSize,
+    seed: u64,
+}
+
+impl RandomSampler {
+    /// Keeps `size` rows drawn from `seed`.
+    pub fn new(size: SampleSize, seed: u64) -> Self {
+        Self { size, seed }
+    }
+
+    /// The seed of the subset.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
 }
 
 impl Sampler for RandomSampler {

@@ -1,15 +1,18 @@
-//! The `[sampler]` config section: one definition of every sampler parameter, with its
-//! default and range, next to the samplers it builds.
+//! The `[sampler]` config section: one parameter type per sampler kind, unchecked and
+//! serializable, each with a `check()` that returns the sampler with its fields private
+//! (linfa's `ParamGuard` pattern). One definition of every parameter, with its default and
+//! range, next to the samplers it builds; the config loader, the model builder and the Python
+//! binding all go through it.
 
 use patchcore_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    GreedyCoreset, GreedyVariant, IdentitySampler, ProjDim, Projection, RandomSampler, SampleSize,
-    Sampler, jl_min_dim,
-};
+use crate::greedy::{GreedyCoreset, GreedyVariant};
+use crate::projection::{ProjDim, Projection};
+use crate::{IdentitySampler, RandomSampler, SampleSize, Sampler};
 
-/// How many rows to keep, as config keys: exactly one of `ratio` and `count`.
+/// How many rows to keep, as config keys: exactly one of `ratio` and `count`. Also the
+/// parameters of the `random` sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SizeParams {
@@ -23,7 +26,7 @@ pub struct SizeParams {
 
 impl SizeParams {
     /// The checked size; errors name `sampler.ratio`, `sampler.count` or `sampler`.
-    pub fn size(&self) -> Result<SampleSize> {
+    pub fn check(&self) -> Result<SampleSize> {
         match (self.ratio, self.count) {
             (Some(_), Some(_)) => Err(Error::config(
                 "sampler",
@@ -36,6 +39,13 @@ impl SizeParams {
             (Some(r), None) => SampleSize::ratio(r),
             (None, Some(c)) => SampleSize::count(c),
         }
+    }
+
+    fn set(&mut self, size: SampleSize) {
+        (self.ratio, self.count) = match size {
+            SampleSize::Ratio(r) => (Some(r), None),
+            SampleSize::Count(c) => (None, Some(c)),
+        };
     }
 }
 
@@ -67,7 +77,35 @@ pub enum ProjectionKind {
     None,
 }
 
-/// Parameters of the greedy coreset samplers (exact and approximate).
+/// The projection keys shared by both greedy kinds, as one [`Projection`].
+fn projection_of(kind: ProjectionKind, dim: usize, eps: f64, sparse_density: f64) -> Projection {
+    let dim = if dim == 0 {
+        ProjDim::JohnsonLindenstrauss { eps }
+    } else {
+        ProjDim::Fixed(dim)
+    };
+    match kind {
+        ProjectionKind::None => Projection::None,
+        ProjectionKind::Gaussian => Projection::Gaussian(dim),
+        ProjectionKind::Sparse => Projection::Sparse {
+            dim,
+            density: (sparse_density > 0.0).then_some(sparse_density),
+        },
+    }
+}
+
+/// A sparse density of 0 means `1/sqrt(d)`; otherwise it lies in (0, 1].
+fn check_density(d: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&d) {
+        return Err(Error::config(
+            "sampler.sparse_density",
+            format!("must be in [0, 1] (0 = 1/sqrt(d)), got {d}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parameters of the exact greedy coreset (`kind = "greedy_coreset"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GreedyParams {
@@ -77,16 +115,13 @@ pub struct GreedyParams {
     /// Absolute number of rows to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
-    /// `greedy_coreset`: "pruned" (default) or "plain", which select the same rows, or
-    /// "partitioned" (blocks of about `block_picks` picks; not the exact selection).
+    /// "pruned" (default) or "plain", which select the same rows, or "partitioned" (blocks of
+    /// about `block_picks` picks; not the exact selection).
     #[serde(default)]
     pub greedy: GreedyAlgorithm,
     /// `greedy = "partitioned"`: picks per block (default 512).
     #[serde(default = "d_block_picks")]
     pub block_picks: usize,
-    /// `approximate_greedy_coreset`: number of random start rows (official default 10).
-    #[serde(default = "d_starts")]
-    pub approx_starts: usize,
     /// Projection for the greedy distances: "gaussian" (default), "sparse" or "none".
     #[serde(default)]
     pub projection: ProjectionKind,
@@ -105,6 +140,38 @@ pub struct GreedyParams {
     #[serde(default)]
     pub projection_always: bool,
 }
+
+/// Parameters of the official approximate greedy coreset
+/// (`kind = "approximate_greedy_coreset"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproximateGreedyParams {
+    /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Absolute number of rows to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// Number of random start rows (official default 10).
+    #[serde(default = "d_starts")]
+    pub approx_starts: usize,
+    /// As [`GreedyParams::projection`].
+    #[serde(default)]
+    pub projection: ProjectionKind,
+    /// As [`GreedyParams::projection_dim`].
+    #[serde(default = "d_proj")]
+    pub projection_dim: usize,
+    /// As [`GreedyParams::projection_eps`].
+    #[serde(default = "d_eps_jl")]
+    pub projection_eps: f64,
+    /// As [`GreedyParams::sparse_density`].
+    #[serde(default)]
+    pub sparse_density: f64,
+    /// As [`GreedyParams::projection_always`].
+    #[serde(default)]
+    pub projection_always: bool,
+}
+
 fn d_proj() -> usize {
     128
 }
@@ -124,8 +191,22 @@ impl Default for GreedyParams {
             ratio: Some(0.01),
             count: None,
             greedy: GreedyAlgorithm::default(),
-            approx_starts: d_starts(),
             block_picks: d_block_picks(),
+            projection: ProjectionKind::default(),
+            projection_dim: d_proj(),
+            projection_eps: d_eps_jl(),
+            sparse_density: 0.0,
+            projection_always: false,
+        }
+    }
+}
+
+impl Default for ApproximateGreedyParams {
+    fn default() -> Self {
+        Self {
+            ratio: Some(0.01),
+            count: None,
+            approx_starts: d_starts(),
             projection: ProjectionKind::default(),
             projection_dim: d_proj(),
             projection_eps: d_eps_jl(),
@@ -144,72 +225,83 @@ impl GreedyParams {
         }
     }
 
-    /// Range checks; errors name the `sampler.*` key.
-    pub fn validate(&self) -> Result<()> {
-        self.size_params().size()?;
-        if self.approx_starts == 0 {
-            return Err(Error::config("sampler.approx_starts", "must be at least 1"));
-        }
-        if self.block_picks == 0 {
-            return Err(Error::config("sampler.block_picks", "must be at least 1"));
-        }
-        if self.projection_dim == 0 {
-            jl_min_dim(2, self.projection_eps)?;
-        }
-        if !(0.0..=1.0).contains(&self.sparse_density) {
-            return Err(Error::config(
-                "sampler.sparse_density",
-                format!(
-                    "must be in [0, 1] (0 = 1/sqrt(d)), got {}",
-                    self.sparse_density
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// The projection these keys describe.
     pub fn projection(&self) -> Projection {
-        let dim = if self.projection_dim == 0 {
-            ProjDim::JohnsonLindenstrauss {
-                eps: self.projection_eps,
-            }
-        } else {
-            ProjDim::Fixed(self.projection_dim)
-        };
-        match self.projection {
-            ProjectionKind::None => Projection::None,
-            ProjectionKind::Gaussian => Projection::Gaussian(dim),
-            ProjectionKind::Sparse => Projection::Sparse {
-                dim,
-                density: (self.sparse_density > 0.0).then_some(self.sparse_density),
+        projection_of(
+            self.projection,
+            self.projection_dim,
+            self.projection_eps,
+            self.sparse_density,
+        )
+    }
+
+    /// The algorithm these keys describe.
+    pub fn variant(&self) -> GreedyVariant {
+        match self.greedy {
+            GreedyAlgorithm::Pruned => GreedyVariant::Pruned,
+            GreedyAlgorithm::Plain => GreedyVariant::Plain,
+            GreedyAlgorithm::Partitioned => GreedyVariant::Partitioned {
+                block_picks: self.block_picks,
             },
         }
     }
 
-    fn build(&self, variant: GreedyVariant, seed: u64) -> Result<GreedyCoreset> {
-        self.validate()?;
-        Ok(GreedyCoreset {
-            size: self.size_params().size()?,
-            projection: self.projection(),
-            seed,
-            start: None,
-            variant,
-            always_project: self.projection_always,
-        })
+    /// The sampler (seed 0: see [`GreedyCoreset::with_seed`]); errors name the `sampler.*`
+    /// key.
+    pub fn check(&self) -> Result<GreedyCoreset> {
+        if self.block_picks == 0 {
+            return Err(Error::config("sampler.block_picks", "must be at least 1"));
+        }
+        check_density(self.sparse_density)?;
+        Ok(GreedyCoreset::new(self.size_params().check()?, self.variant())?
+            .with_projection(self.projection())?
+            .with_always_project(self.projection_always))
+    }
+}
+
+impl ApproximateGreedyParams {
+    /// The size keys as [`SizeParams`].
+    pub fn size_params(&self) -> SizeParams {
+        SizeParams {
+            ratio: self.ratio,
+            count: self.count,
+        }
+    }
+
+    /// The projection these keys describe.
+    pub fn projection(&self) -> Projection {
+        projection_of(
+            self.projection,
+            self.projection_dim,
+            self.projection_eps,
+            self.sparse_density,
+        )
+    }
+
+    /// The sampler (seed 0: see [`GreedyCoreset::with_seed`]); errors name the `sampler.*`
+    /// key.
+    pub fn check(&self) -> Result<GreedyCoreset> {
+        check_density(self.sparse_density)?;
+        let variant = GreedyVariant::Approximate {
+            starts: self.approx_starts,
+        };
+        Ok(GreedyCoreset::new(self.size_params().check()?, variant)?
+            .with_projection(self.projection())?
+            .with_always_project(self.projection_always))
     }
 }
 
 /// The `[sampler]` config section: which sampler reduces the memory bank.
 ///
-/// Tagged by `kind`; each variant holds its sampler's parameters.
+/// Tagged by `kind`; each variant holds its own sampler's parameters, so a key of another
+/// kind (`approx_starts` under `greedy_coreset`) is an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SamplerParams {
     /// Exact greedy k-center (paper §3.2); `greedy` picks the algorithm.
     GreedyCoreset(GreedyParams),
     /// The official approximate greedy (`approx_starts` random start rows).
-    ApproximateGreedyCoreset(GreedyParams),
+    ApproximateGreedyCoreset(ApproximateGreedyParams),
     /// Seeded uniform subset.
     Random(SizeParams),
     /// No subsampling (the full memory bank).
@@ -243,38 +335,45 @@ impl SamplerParams {
     /// Range checks; errors name the `sampler.*` key.
     pub fn validate(&self) -> Result<()> {
         match self {
-            SamplerParams::GreedyCoreset(p) | SamplerParams::ApproximateGreedyCoreset(p) => {
-                p.validate()
-            }
-            SamplerParams::Random(p) => p.size().map(|_| ()),
-            SamplerParams::Identity {} | SamplerParams::Custom { .. } => Ok(()),
+            SamplerParams::Custom { .. } => Ok(()),
+            p => p.build(0).map(|_| ()),
         }
     }
 
     /// How many rows the sampler keeps (the whole bank for `identity`; `None` for `custom`).
     pub fn size(&self) -> Option<SampleSize> {
         match self {
-            SamplerParams::GreedyCoreset(p) | SamplerParams::ApproximateGreedyCoreset(p) => {
-                p.size_params().size().ok()
-            }
-            SamplerParams::Random(p) => p.size().ok(),
+            SamplerParams::GreedyCoreset(p) => p.size_params().check().ok(),
+            SamplerParams::ApproximateGreedyCoreset(p) => p.size_params().check().ok(),
+            SamplerParams::Random(p) => p.check().ok(),
             SamplerParams::Identity {} => Some(SampleSize::Ratio(1.0)),
             SamplerParams::Custom { .. } => None,
+        }
+    }
+
+    /// The projection of the greedy kinds' distances, and whether it applies even when not
+    /// narrower than the features; `None` for the other kinds.
+    pub fn projection(&self) -> Option<(Projection, bool)> {
+        match self {
+            SamplerParams::GreedyCoreset(p) => Some((p.projection(), p.projection_always)),
+            SamplerParams::ApproximateGreedyCoreset(p) => {
+                Some((p.projection(), p.projection_always))
+            }
+            _ => None,
         }
     }
 
     /// Sets how many rows the sampler keeps (`ratio` or `count`, the other cleared). An error
     /// for `identity` and `custom`, which have no size keys.
     pub fn set_size(&mut self, size: SampleSize) -> Result<()> {
-        let (ratio, count) = match size {
-            SampleSize::Ratio(r) => (Some(r), None),
-            SampleSize::Count(c) => (None, Some(c)),
-        };
+        let mut keys = SizeParams::default();
+        keys.set(size);
         match self {
-            SamplerParams::GreedyCoreset(p) | SamplerParams::ApproximateGreedyCoreset(p) => {
-                (p.ratio, p.count) = (ratio, count);
+            SamplerParams::GreedyCoreset(p) => (p.ratio, p.count) = (keys.ratio, keys.count),
+            SamplerParams::ApproximateGreedyCoreset(p) => {
+                (p.ratio, p.count) = (keys.ratio, keys.count);
             }
-            SamplerParams::Random(p) => (p.ratio, p.count) = (ratio, count),
+            SamplerParams::Random(p) => *p = keys,
             other => {
                 return Err(Error::config(
                     "sampler",
@@ -285,29 +384,12 @@ impl SamplerParams {
         self.validate()
     }
 
-    /// Builds the sampler, with `seed` for every random choice. `custom` is an error.
+    /// Builds the checked sampler, with `seed` for every random choice. `custom` is an error.
     pub fn build(&self, seed: u64) -> Result<Box<dyn Sampler>> {
         Ok(match self {
-            SamplerParams::GreedyCoreset(p) => Box::new(p.build(
-                match p.greedy {
-                    GreedyAlgorithm::Pruned => GreedyVariant::Pruned,
-                    GreedyAlgorithm::Plain => GreedyVariant::Plain,
-                    GreedyAlgorithm::Partitioned => GreedyVariant::Partitioned {
-                        block_picks: p.block_picks,
-                    },
-                },
-                seed,
-            )?),
-            SamplerParams::ApproximateGreedyCoreset(p) => Box::new(p.build(
-                GreedyVariant::Approximate {
-                    starts: p.approx_starts,
-                },
-                seed,
-            )?),
-            SamplerParams::Random(p) => Box::new(RandomSampler {
-                size: p.size()?,
-                seed,
-            }),
+            SamplerParams::GreedyCoreset(p) => Box::new(p.check()?.with_seed(seed)),
+            SamplerParams::ApproximateGreedyCoreset(p) => Box::new(p.check()?.with_seed(seed)),
+            SamplerParams::Random(p) => Box::new(RandomSampler::new(p.check()?, seed)),
             SamplerParams::Identity {} => Box::new(IdentitySampler),
             SamplerParams::Custom { name } => {
                 return Err(Error::config(
@@ -328,14 +410,13 @@ mod tests {
 
     #[test]
     fn every_kind_builds_a_sampler_of_its_size() {
-        let g = GreedyParams::default();
         for (p, name) in [
             (
-                SamplerParams::GreedyCoreset(g.clone()),
+                SamplerParams::GreedyCoreset(GreedyParams::default()),
                 "greedy_coreset_pruned",
             ),
             (
-                SamplerParams::ApproximateGreedyCoreset(g),
+                SamplerParams::ApproximateGreedyCoreset(ApproximateGreedyParams::default()),
                 "approximate_greedy_coreset",
             ),
             (
@@ -365,7 +446,7 @@ mod tests {
             block_picks: 64,
             ..GreedyParams::default()
         };
-        p.validate().unwrap();
+        p.check().unwrap();
         let s = SamplerParams::GreedyCoreset(p.clone()).build(3).unwrap();
         assert_eq!(s.name(), "greedy_coreset_partitioned");
         let bad = GreedyParams {
@@ -373,7 +454,7 @@ mod tests {
             ..p
         };
         assert!(
-            bad.validate()
+            bad.check()
                 .unwrap_err()
                 .to_string()
                 .contains("sampler.block_picks")
@@ -384,7 +465,7 @@ mod tests {
     fn size_keys_are_checked_with_their_names() {
         let e = |r, c| {
             SizeParams { ratio: r, count: c }
-                .size()
+                .check()
                 .unwrap_err()
                 .to_string()
         };
@@ -392,5 +473,46 @@ mod tests {
         assert!(e(None, None).contains("`sampler`"));
         assert!(e(Some(0.0), None).contains("sampler.ratio"));
         assert!(e(None, Some(0)).contains("sampler.count"));
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_refused() {
+        let greedy: std::result::Result<SamplerParams, _> = serde_json::from_str(
+            r#"{"kind": "greedy_coreset", "ratio": 0.1, "approx_starts": 3}"#,
+        );
+        assert!(greedy.unwrap_err().to_string().contains("approx_starts"));
+        let approx: std::result::Result<SamplerParams, _> = serde_json::from_str(
+            r#"{"kind": "approximate_greedy_coreset", "ratio": 0.1, "greedy": "plain"}"#,
+        );
+        assert!(approx.unwrap_err().to_string().contains("greedy"));
+    }
+
+    #[test]
+    fn checked_sampler_carries_the_keys() {
+        let p = GreedyParams {
+            projection_dim: 0,
+            projection_eps: 0.5,
+            projection_always: true,
+            ..GreedyParams::default()
+        };
+        let g = p.check().unwrap().with_seed(9);
+        assert_eq!(g.seed(), 9);
+        assert!(g.always_project());
+        assert_eq!(
+            *g.projection(),
+            Projection::Gaussian(ProjDim::JohnsonLindenstrauss { eps: 0.5 })
+        );
+        let bad_eps = GreedyParams {
+            projection_dim: 0,
+            projection_eps: 1.5,
+            ..GreedyParams::default()
+        };
+        assert!(
+            bad_eps
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("sampler.projection_eps")
+        );
     }
 }

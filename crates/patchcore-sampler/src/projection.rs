@@ -38,6 +38,36 @@ pub enum Projection {
     },
 }
 
+impl Projection {
+    /// Range checks: a fixed width of at least 1, a JL `eps` in (0, 1), a sparse density in
+    /// (0, 1]; errors name the `sampler.*` key.
+    pub fn validate(&self) -> Result<()> {
+        let dim = match self {
+            Projection::None => return Ok(()),
+            Projection::Gaussian(d) => d,
+            Projection::Sparse { dim, density } => {
+                if let Some(p) = density
+                    && !(*p > 0.0 && *p <= 1.0)
+                {
+                    return Err(Error::config(
+                        "sampler.sparse_density",
+                        format!("must be in (0, 1] (0 in config files = 1/sqrt(d)), got {p}"),
+                    ));
+                }
+                dim
+            }
+        };
+        match dim {
+            ProjDim::Fixed(0) => Err(Error::config(
+                "sampler.projection_dim",
+                "must be at least 1 (0 in config files = the JL width)",
+            )),
+            ProjDim::Fixed(_) => Ok(()),
+            ProjDim::JohnsonLindenstrauss { eps } => jl_min_dim(2, *eps).map(|_| ()),
+        }
+    }
+}
+
 /// Minimum JL width keeping all pairwise distances of `n` points within `1 ± eps`:
 /// `4 ln(n) / (eps^2/2 - eps^3/3)`.
 pub fn jl_min_dim(n: usize, eps: f64) -> Result<usize> {

@@ -26,14 +26,10 @@ fn matrix(max_n: usize, max_d: usize) -> impl Strategy<Value = Array2<f32>> {
 }
 
 fn greedy(k: usize, projection: Projection, seed: u64, variant: GreedyVariant) -> GreedyCoreset {
-    GreedyCoreset {
-        size: SampleSize::Count(k),
-        projection,
-        seed,
-        start: None,
-        variant,
-        always_project: false,
-    }
+    GreedyCoreset::new(SampleSize::Count(k), variant)
+        .and_then(|g| g.with_projection(projection))
+        .expect("valid parameters")
+        .with_seed(seed)
 }
 
 fn projections() -> impl Strategy<Value = Projection> {
@@ -82,7 +78,7 @@ proptest! {
     ) {
         let n = x.nrows();
         let g = greedy(k, proj, seed, variant);
-        let r = RandomSampler { size: SampleSize::Count(k), seed };
+        let r = RandomSampler::new(SampleSize::Count(k), seed);
         for sampler in [&g as &dyn Sampler, &r] {
             let sel = sampler.select(x.view(), &NoProgress).unwrap();
             prop_assert_eq!(sel.len(), k.min(n), "{}", sampler.name());
@@ -120,8 +116,8 @@ proptest! {
         let a = greedy(k, proj, seed, variant).select(x.view(), &NoProgress).unwrap();
         let b = greedy(k, proj, seed, variant).select(x.view(), &NoProgress).unwrap();
         prop_assert_eq!(a, b);
-        let a = RandomSampler { size: SampleSize::Count(k), seed }.select(x.view(), &NoProgress).unwrap();
-        let b = RandomSampler { size: SampleSize::Count(k), seed }.select(x.view(), &NoProgress).unwrap();
+        let a = RandomSampler::new(SampleSize::Count(k), seed).select(x.view(), &NoProgress).unwrap();
+        let b = RandomSampler::new(SampleSize::Count(k), seed).select(x.view(), &NoProgress).unwrap();
         prop_assert_eq!(a, b);
     }
 
@@ -137,7 +133,7 @@ proptest! {
         let g = covering_radius(x.view(), &sel);
         let random_mean: f32 = (0..20u64)
             .map(|s| {
-                let sel = RandomSampler { size: SampleSize::Count(6), seed: seed * 100 + s }.select(x.view(), &NoProgress).unwrap();
+                let sel = RandomSampler::new(SampleSize::Count(6), seed * 100 + s).select(x.view(), &NoProgress).unwrap();
                 covering_radius(x.view(), &sel)
             })
             .sum::<f32>()

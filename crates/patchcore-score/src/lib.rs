@@ -39,6 +39,9 @@ pub struct ImageScore {
 /// * one [`ImageScore`] per image, in batch order; scores are finite and `>= 0`;
 /// * [`Scorer::anomaly_map`] returns an `[height, width]` map for a patch grid.
 pub trait Scorer: Send + Sync {
+    /// A short name (`patchcore` for [`PatchCoreScorer`]). A model file records only the
+    /// scorer its config describes; a model with any other scorer cannot be saved.
+    fn name(&self) -> &str;
     /// Scores every image of a batch.
     fn score(
         &self,
@@ -65,10 +68,11 @@ pub enum Upsample {
     Nearest,
 }
 
-/// PatchCore's scorer; also the `[scorer]` config section (every key has a default).
+/// The `[scorer]` config section (every key has a default): unchecked; [`ScorerParams::check`]
+/// returns the [`PatchCoreScorer`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PatchCoreScorer {
+pub struct ScorerParams {
     /// Neighbourhood size `k` of eq. 7 (`1` = plain max; anomalib's default is 9).
     #[serde(default = "d_k")]
     pub num_neighbors: usize,
@@ -86,7 +90,7 @@ fn d_sigma() -> f32 {
     4.0
 }
 
-impl Default for PatchCoreScorer {
+impl Default for ScorerParams {
     fn default() -> Self {
         Self {
             num_neighbors: d_k(),
@@ -96,20 +100,14 @@ impl Default for PatchCoreScorer {
     }
 }
 
-impl PatchCoreScorer {
-    /// Checked constructor.
-    pub fn new(num_neighbors: usize, sigma: f32) -> Result<Self> {
-        let s = Self {
-            num_neighbors,
-            sigma,
-            upsample: Upsample::Bilinear,
-        };
-        s.validate()?;
-        Ok(s)
-    }
-
+impl ScorerParams {
     /// Range checks; errors name the `scorer.*` key.
     pub fn validate(&self) -> Result<()> {
+        self.check().map(|_| ())
+    }
+
+    /// The scorer these keys describe; errors name the `scorer.*` key.
+    pub fn check(&self) -> Result<PatchCoreScorer> {
         if self.num_neighbors == 0 {
             return Err(Error::config("scorer.num_neighbors", "must be at least 1"));
         }
@@ -119,7 +117,58 @@ impl PatchCoreScorer {
                 format!("must be >= 0, got {}", self.sigma),
             ));
         }
-        Ok(())
+        Ok(PatchCoreScorer {
+            num_neighbors: self.num_neighbors,
+            sigma: self.sigma,
+            upsample: self.upsample,
+        })
+    }
+}
+
+/// PatchCore's scorer (eq. 7 and the smoothed anomaly map), built by [`ScorerParams::check`]
+/// or [`PatchCoreScorer::new`]; the default is the paper's (`k = 9`, `sigma = 4`, bilinear).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchCoreScorer {
+    num_neighbors: usize,
+    sigma: f32,
+    upsample: Upsample,
+}
+
+impl Default for PatchCoreScorer {
+    fn default() -> Self {
+        ScorerParams::default().check().expect("valid defaults")
+    }
+}
+
+impl PatchCoreScorer {
+    /// Checked constructor (bilinear upsampling).
+    pub fn new(num_neighbors: usize, sigma: f32) -> Result<Self> {
+        ScorerParams {
+            num_neighbors,
+            sigma,
+            upsample: Upsample::Bilinear,
+        }
+        .check()
+    }
+
+    /// Neighbourhood size `k` of eq. 7.
+    pub fn num_neighbors(&self) -> usize {
+        self.num_neighbors
+    }
+
+    /// Gaussian sigma of the anomaly map (0 = none).
+    pub fn sigma(&self) -> f32 {
+        self.sigma
+    }
+
+    /// Upsampling of the patch grid.
+    pub fn upsample(&self) -> Upsample {
+        self.upsample
+    }
+
+    /// The same scorer with another upsampling.
+    pub fn with_upsample(self, upsample: Upsample) -> Self {
+        Self { upsample, ..self }
     }
 
     /// Eq. 7 for one image given its worst patch.
@@ -158,6 +207,10 @@ impl PatchCoreScorer {
 }
 
 impl Scorer for PatchCoreScorer {
+    fn name(&self) -> &str {
+        "patchcore"
+    }
+
     fn score(
         &self,
         features: &PatchFeatures,

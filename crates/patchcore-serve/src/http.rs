@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::registry::{Job, Refused, Registry, Served};
+use crate::registry::{Job, Refused, Registry, Scored, Served};
 
 /// Shared state of the routes.
 pub struct AppState {
@@ -326,6 +326,129 @@ fn png_base64(img: &image::RgbImage) -> Result<String, ApiError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(buf.into_inner()))
 }
 
+/// `?heatmap=`: none, `png` or `overlay`.
+fn heatmap_kind(q: &PredictQuery) -> Result<Option<String>, ApiError> {
+    match q.heatmap.as_deref() {
+        None | Some("") | Some("none") => Ok(None),
+        Some(h @ ("png" | "overlay")) => Ok(Some(h.to_string())),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("heatmap=`{other}`: use png or overlay"),
+        )),
+    }
+}
+
+/// 404 naming the served models.
+fn unknown_model(state: &AppState, name: &str) -> ApiError {
+    let names: Vec<String> = state
+        .registry
+        .all()
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_model",
+        format!("no model `{name}`; served: {names:?}"),
+    )
+}
+
+/// 503 with Retry-After.
+fn unavailable(message: String) -> ApiError {
+    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", message);
+    e.retry_after = Some(1);
+    e
+}
+
+fn internal(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+}
+
+/// Reads and decodes the body (one decode per core at a time), queues the image for the
+/// model's batcher and waits for its answer: `(scored, decode seconds, the network input for
+/// an overlay)`.
+async fn decode_and_score(
+    served: &Served,
+    state: &Arc<AppState>,
+    req: Request,
+    heatmap: Option<&str>,
+) -> Result<(Scored, f64, Option<image::RgbImage>), ApiError> {
+    let on_the_way = served.incoming();
+    let bytes = image_bytes(req, state).await?;
+    let limits = served.model.limits();
+    let decoder = state
+        .decoders
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    let td = Instant::now();
+    let image = tokio::task::spawn_blocking(move || {
+        let _decoder = decoder;
+        decode_rgb_bytes(&bytes, &limits)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(rejection)?;
+    let decode_seconds = td.elapsed().as_secs_f64();
+    let (tx, rx) = oneshot::channel();
+    let input = heatmap
+        .filter(|h| *h == "overlay")
+        .map(|_| served.model.geometry().apply_rgb(&image));
+    served
+        .submit(Job {
+            image,
+            want_map: heatmap.is_some(),
+            enqueued: Instant::now(),
+            reply: tx,
+        })
+        .map_err(|r| {
+            unavailable(match r {
+                Refused::Full => format!(
+                    "the queue of `{}` is full ({} requests): retry later",
+                    served.name, served.serve.queue_capacity
+                ),
+                Refused::Gone => "the model is being replaced: retry".to_string(),
+            })
+        })?;
+    // Queued: the batcher sees the job itself now.
+    drop(on_the_way);
+    let scored = rx
+        .await
+        .map_err(|_| internal("the model task ended before answering"))?
+        .map_err(internal)?;
+    Ok((scored, decode_seconds, input))
+}
+
+/// The heatmap of a scored image as a PNG in the answer.
+fn heatmap_json(
+    served: &Served,
+    kind: &str,
+    map: &ndarray::Array2<f32>,
+    input: Option<image::RgbImage>,
+) -> Result<serde_json::Value, ApiError> {
+    let range = served.model.score_range().unwrap_or_else(|| {
+        map.iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    });
+    let img = match (kind, input) {
+        ("overlay", Some(input)) => patchcore_model::render::heatmap_overlay(&input, map, range),
+        _ => patchcore_model::render::heatmap_image(map, range),
+    };
+    Ok(json!({
+        "kind": kind,
+        "format": "png",
+        "encoding": "base64",
+        "width": img.width(),
+        "height": img.height(),
+        "range": [range.0, range.1],
+        "data": png_base64(&img)?,
+    }))
+}
+
 async fn predict(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -333,102 +456,21 @@ async fn predict(
     req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let t0 = Instant::now();
-    let served = state.registry.get(&name).ok_or_else(|| {
-        let names: Vec<String> = state
-            .registry
-            .all()
-            .iter()
-            .map(|m| m.name.clone())
-            .collect();
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_model",
-            format!("no model `{name}`; served: {names:?}"),
-        )
-    })?;
-    let heatmap = match q.heatmap.as_deref() {
-        None | Some("") | Some("none") => None,
-        Some(h @ ("png" | "overlay")) => Some(h.to_string()),
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("heatmap=`{other}`: use png or overlay"),
-            ));
-        }
-    };
+    let served = state
+        .registry
+        .get(&name)
+        .ok_or_else(|| unknown_model(&state, &name))?;
+    let heatmap = heatmap_kind(&q)?;
     // Admission before the body is read: an overloaded model costs a refused request
     // nothing but its headers.
     let Some(_permit) = served.admit() else {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_full",
-            format!(
-                "`{name}` holds its limit of {} waiting requests: retry later",
-                served.serve.queue_capacity
-            ),
-        );
-        e.retry_after = Some(1);
-        return Err(e);
+        return Err(unavailable(format!(
+            "`{name}` holds its limit of {} waiting requests: retry later",
+            served.serve.queue_capacity
+        )));
     };
     let timeout = Duration::from_millis(served.serve.request_timeout_ms);
-    let work = async {
-        let on_the_way = served.incoming();
-        let bytes = image_bytes(req, &state).await?;
-        let limits = served.model.limits();
-        let decoder = state.decoders.clone().acquire_owned().await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })?;
-        let td = Instant::now();
-        let image = tokio::task::spawn_blocking(move || {
-            let _decoder = decoder;
-            decode_rgb_bytes(&bytes, &limits)
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(rejection)?;
-        let decode_seconds = td.elapsed().as_secs_f64();
-        let (tx, rx) = oneshot::channel();
-        let input = heatmap
-            .as_deref()
-            .filter(|h| *h == "overlay")
-            .map(|_| served.model.geometry().apply_rgb(&image));
-        served
-            .submit(Job {
-                image,
-                want_map: heatmap.is_some(),
-                enqueued: Instant::now(),
-                reply: tx,
-            })
-            .map_err(|r| {
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "queue_full",
-                    match r {
-                        Refused::Full => format!(
-                            "the queue of `{name}` is full ({} requests): retry later",
-                            served.serve.queue_capacity
-                        ),
-                        Refused::Gone => "the model is being replaced: retry".to_string(),
-                    },
-                );
-                e.retry_after = Some(1);
-                e
-            })?;
-        // Queued: the batcher sees the job itself now.
-        drop(on_the_way);
-        let scored = rx
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the model task ended before answering",
-                )
-            })?
-            .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m))?;
-        Ok::<_, ApiError>((scored, decode_seconds, input))
-    };
+    let work = decode_and_score(&served, &state, req, heatmap.as_deref());
     let (scored, decode_seconds, input) =
         tokio::time::timeout(timeout, work).await.map_err(|_| {
             ApiError::new(
@@ -460,25 +502,7 @@ async fn predict(
         },
     });
     if let (Some(kind), Some(map)) = (heatmap.as_deref(), scored.map.as_ref()) {
-        let range = served.model.score_range.unwrap_or_else(|| {
-            map.iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                })
-        });
-        let img = match (kind, input) {
-            ("overlay", Some(input)) => patchcore_pipeline::heatmap_overlay(&input, map, range),
-            _ => patchcore_pipeline::heatmap_image(map, range),
-        };
-        out["heatmap"] = json!({
-            "kind": kind,
-            "format": "png",
-            "encoding": "base64",
-            "width": img.width(),
-            "height": img.height(),
-            "range": [range.0, range.1],
-            "data": png_base64(&img)?,
-        });
+        out["heatmap"] = heatmap_json(&served, kind, map, input)?;
     }
     Ok(Json(out))
 }

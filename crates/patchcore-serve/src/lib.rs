@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod config;
 mod http;
 mod metrics;
 mod registry;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use patchcore_core::{Error, Result};
 use patchcore_device::ComputeDevice;
 
+pub use config::ServeConfig;
 pub use metrics::Metrics;
 pub use registry::{Registry, ReloadReport};
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
-use patchcore_pipeline::config::ServeConfig;
-use patchcore_pipeline::model_file::ModelHeader;
-use patchcore_pipeline::{LoadOptions, PatchCore};
+use patchcore_model::model_file::ModelHeader;
+use patchcore_model::{FittedPatchCore, LoadOptions};
+
+use crate::config::ServeConfig;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ServeOptions;
@@ -64,7 +65,7 @@ pub struct Served {
     pub path: PathBuf,
     stamp: Option<Stamp>,
     /// The model.
-    pub model: Arc<PatchCore>,
+    pub model: Arc<FittedPatchCore>,
     /// Its file header (threshold, score range, what it was fitted on).
     pub header: ModelHeader,
     /// Batching window, queue, limits.
@@ -164,7 +165,7 @@ async fn gather(
 
 /// The batching task of one model: runs until every sender is gone.
 async fn batcher(
-    model: Arc<PatchCore>,
+    model: Arc<FittedPatchCore>,
     mut rx: mpsc::Receiver<Job>,
     window: Duration,
     max: usize,
@@ -288,7 +289,7 @@ impl Registry {
     }
 
     fn load(&self, name: &str, path: &Path, st: Option<Stamp>) -> Result<Served> {
-        let model = PatchCore::load_with(
+        let model = FittedPatchCore::load_with(
             path,
             LoadOptions {
                 device: self.opts.device,
@@ -297,7 +298,7 @@ impl Registry {
             },
         )?;
         let header = model.header()?;
-        let mut serve = model.config().serve;
+        let mut serve = ServeConfig::of(model.config())?;
         let o = &self.opts.overrides;
         if let Some(v) = o.batch_window_ms {
             serve.batch_window_ms = v;

@@ -1,7 +1,6 @@
 //! PatchCore (Roth et al., CVPR 2022, "Towards Total Recall in Industrial Anomaly
 //! Detection") in Rust.
 
-#![warn(missing_docs)]
 //!
 //! This facade re-exports the component crates, each usable alone:
 //!
@@ -17,7 +16,10 @@
 //! | [`data`] | `patchcore-data` | images, geometry, MVTec AD layout |
 //! | [`metrics`] | `patchcore-metrics` | AUROC, AUPR, F1-max, AUPRO |
 //! | [`model_format`] | `patchcore-model-format` | the `.patchcore` file format |
-//! | [`pipeline`] | `patchcore-pipeline` | config, [`PatchCore`], evaluation, reports |
+//! | [`model`] | `patchcore-model` | [`Config`], [`PatchCore`] / [`FittedPatchCore`]: assembly, fit, predict, model files |
+//! | [`eval`] | `patchcore-eval` | protocols, metrics with intervals, reports, sweeps |
+
+#![warn(missing_docs)]
 
 pub use patchcore_aggregate as aggregate;
 pub use patchcore_backbone as backbone;
@@ -27,7 +29,8 @@ pub use patchcore_device as device;
 pub use patchcore_metrics as metrics;
 pub use patchcore_model_format as model_format;
 pub use patchcore_nn as nn;
-pub use patchcore_pipeline as pipeline;
-pub use patchcore_pipeline::{Config, PatchCore};
+pub use patchcore_eval as eval;
+pub use patchcore_model as model;
+pub use patchcore_model::{Config, FittedPatchCore, PatchCore};
 pub use patchcore_sampler as sampler;
 pub use patchcore_score as score;

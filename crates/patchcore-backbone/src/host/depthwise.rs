@@ -1,8 +1,6 @@
 //! The depthwise kernel: one channel plane per task, zero-padded and split into stride phases
 //! so that every tap is a contiguous run, register-blocked over runs of output columns.
 
-#![allow(unsafe_code)] // `target_feature` AVX2 entry point, called after run-time detection
-
 use super::activate;
 use crate::layers::Act;
 
@@ -29,37 +27,20 @@ pub(super) struct DwGeometry {
     pub(super) act: Act,
 }
 
-/// One channel of a depthwise convolution, with AVX2 where the CPU has it (the crate is built
-/// for the x86-64 baseline; the same source compiled for AVX2 runs about twice as fast). Both
-/// paths do the same multiplies and adds in the same order, so they give the same bits.
-pub(super) fn depthwise_plane(
-    g: &DwGeometry,
-    plane: &[f32],
-    wk: &[f32],
-    bias: f32,
-    scratch: &mut [f32],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { depthwise_plane_avx2(g, plane, wk, bias, scratch, out) };
-        return;
+patchcore_core::multiversion! {
+    /// One channel of a depthwise convolution, with AVX2 where the CPU has it (the crate is
+    /// built for the x86-64 baseline; the same source compiled for AVX2 runs about twice as
+    /// fast). Both paths do the same multiplies and adds in the same order: the same bits.
+    pub(super) fn depthwise_plane(
+        g: &DwGeometry,
+        plane: &[f32],
+        wk: &[f32],
+        bias: f32,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) {
+        depthwise_plane_body(g, plane, wk, bias, scratch, out);
     }
-    depthwise_plane_body(g, plane, wk, bias, scratch, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn depthwise_plane_avx2(
-    g: &DwGeometry,
-    plane: &[f32],
-    wk: &[f32],
-    bias: f32,
-    scratch: &mut [f32],
-    out: &mut [f32],
-) {
-    depthwise_plane_body(g, plane, wk, bias, scratch, out);
 }
 
 #[inline(always)]

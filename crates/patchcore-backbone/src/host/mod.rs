@@ -12,9 +12,9 @@
 //! kernels; burn tensors are unwrapped and rebuilt without copying on flex (`into_data` of a
 //! unique contiguous tensor hands over its buffer, `from_data` takes it).
 
-// The GEMMs go through the `gemm` crate's raw-pointer API and the AVX2 paths are
-// `target_feature` functions: every unsafe block says why it is sound.
-#![allow(unsafe_code)]
+// The GEMMs go through the `gemm` crate's raw-pointer API: the three items that call it allow
+// unsafe code (item by item), every unsafe block says why it is sound. The AVX2 paths come
+// from `patchcore_core::multiversion!`.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{ArrayViewMut2, Axis};
@@ -182,6 +182,7 @@ impl HostConv {
     /// convolutions, whose input already is that matrix), one GEMM on every thread computes
     /// the output, and one pass per output row adds the bias and the residual and applies the
     /// activation. The residual is added before the activation (ResNet's `relu(y + identity)`).
+    #[allow(unsafe_code)] // raw-pointer GEMM (see the SAFETY comments)
     pub(crate) fn conv(
         &self,
         x: &HostMap,
@@ -303,6 +304,7 @@ impl HostConv {
     /// `act(W x + b [+ residual])` for a 1x1 stride-1 convolution, one GEMM per column block
     /// with its epilogue while the block is in cache (for small weight matrices, such as
     /// EfficientNet's; [`HostConv::conv`] suits large ones).
+    #[allow(unsafe_code)] // raw-pointer GEMM (see the SAFETY comments)
     pub(crate) fn pointwise(&self, x: &HostMap, residual: Option<&HostMap>) -> Result<HostMap> {
         if (self.kernel, self.stride, self.groups) != (1, 1, 1) {
             return Err(Error::Shape(format!(
@@ -477,6 +479,7 @@ fn put_scratch(v: Vec<f32>) {
 /// # Safety
 /// The pointers must address matrices of those shapes and strides; no other thread may touch
 /// the elements of `dst` written here.
+#[allow(unsafe_code)] // raw-pointer GEMM (see the SAFETY comments)
 unsafe fn weights_times(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
@@ -546,21 +549,11 @@ pub(crate) fn max_pool_3x3_s2(x: &HostMap) -> HostMap {
     }
 }
 
-/// `row[j] = act(row[j] + bias [+ residual[j]])`, with AVX2 where the CPU has it.
-fn epilogue(row: &mut [f32], bias: f32, act: Act, residual: Option<&[f32]>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { epilogue_avx2(row, bias, act, residual) };
-        return;
+patchcore_core::multiversion! {
+    /// `row[j] = act(row[j] + bias [+ residual[j]])`, with AVX2 where the CPU has it.
+    fn epilogue(row: &mut [f32], bias: f32, act: Act, residual: Option<&[f32]>) {
+        epilogue_body(row, bias, act, residual);
     }
-    epilogue_body(row, bias, act, residual);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn epilogue_avx2(row: &mut [f32], bias: f32, act: Act, residual: Option<&[f32]>) {
-    epilogue_body(row, bias, act, residual);
 }
 
 #[inline(always)]

@@ -23,11 +23,21 @@ from ._native import (
     PatchcoreError,
     anomaly_map,
     anomaly_scores,
-    evaluate,
     greedy_coreset,
     load_image,
     random_sample,
 )
+
+try:
+    from ._native import evaluate
+except ImportError:  # a model-only wheel, built without the `evaluate` feature
+
+    def evaluate(*args, **kwargs):
+        """Not in this build: rebuild the wheel with the cargo feature ``evaluate``."""
+        raise ImportError(
+            "patchcore_rs.evaluate is not in this build: the wheel was built without the "
+            "cargo feature `evaluate` (maturin build -F evaluate)"
+        )
 
 __all__ = [
     "ExactIndex",

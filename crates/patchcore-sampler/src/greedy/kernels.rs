@@ -1,14 +1,13 @@
-//! The distance loops of the greedy k-center, each compiled twice: for the baseline target
-//! (x86-64: SSE2) and with AVX2, the AVX2 build chosen at run time where the CPU has it.
+//! The distance loops of the greedy k-center, each compiled twice by
+//! [`patchcore_core::multiversion!`]: for the baseline target (x86-64: SSE2) and with AVX2,
+//! the AVX2 build chosen at run time where the CPU has it.
 //!
 //! Why: release builds target baseline x86-64, where [`sq_dist`] runs on 128-bit registers;
 //! the greedy spends most of its time in it. Both builds do the same arithmetic in the same
 //! order (32 lane-wise accumulators, no fused multiply-add, a fixed final sum), so distances,
 //! and therefore selections, are bit-identical on every x86-64 CPU.
 
-// `target_feature` functions are called only after the run-time check of their feature: each
-// unsafe block says so.
-#![allow(unsafe_code)]
+use patchcore_core::multiversion;
 
 use super::{MARGIN, max_first};
 
@@ -41,33 +40,6 @@ pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     s + acc[0]
-}
-
-/// Defines `fn $name(..)` that runs its body compiled with AVX2 when the CPU has it, and
-/// compiled for the baseline target otherwise.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
 }
 
 multiversion! {

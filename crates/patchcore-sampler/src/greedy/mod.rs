@@ -216,25 +216,97 @@ pub enum GreedyVariant {
 }
 
 /// Greedy k-center coreset, as PatchCore's memory-bank reduction (§3.2, eq. 4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Built checked: by [`GreedyCoreset::new`] and its `with_*` methods, or from the config keys
+/// by [`crate::GreedyParams::check`] / [`crate::ApproximateGreedyParams::check`]. The default
+/// is the paper's: 1 %, a 128-d Gaussian projection, the pruned exact greedy, seed 0.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GreedyCoreset {
-    /// How many rows to keep.
-    pub size: SampleSize,
-    /// The projection the distances are computed on.
-    pub projection: Projection,
-    /// Seed of the projection and of the start row(s).
-    pub seed: u64,
-    /// Fixed start row (plain and pruned variants); `None` draws it from the seed.
-    pub start: Option<usize>,
-    /// The algorithm.
-    pub variant: GreedyVariant,
-    /// Project even when the projection is not narrower than the features (anomalib 2.7's
-    /// rule; otherwise such a projection is skipped).
-    #[serde(default)]
-    pub always_project: bool,
+    size: SampleSize,
+    projection: Projection,
+    seed: u64,
+    start: Option<usize>,
+    variant: GreedyVariant,
+    always_project: bool,
 }
 
 impl GreedyCoreset {
+    /// Keeps `size` rows with `variant`, on the default projection (128-d Gaussian), seed 0.
+    /// Errors for a partitioned variant with `block_picks = 0` or an approximate one with
+    /// `starts = 0`.
+    pub fn new(size: SampleSize, variant: GreedyVariant) -> Result<Self> {
+        match variant {
+            GreedyVariant::Partitioned { block_picks: 0 } => {
+                return Err(Error::config("sampler.block_picks", "must be at least 1"));
+            }
+            GreedyVariant::Approximate { starts: 0 } => {
+                return Err(Error::config("sampler.approx_starts", "must be at least 1"));
+            }
+            _ => {}
+        }
+        Ok(Self {
+            size,
+            variant,
+            ..Self::default()
+        })
+    }
+
+    /// Computes the distances on `projection` (checked: a JL width needs `eps` in (0, 1), a
+    /// sparse density lies in (0, 1]).
+    pub fn with_projection(self, projection: Projection) -> Result<Self> {
+        projection.validate()?;
+        Ok(Self { projection, ..self })
+    }
+
+    /// Draws the projection and the start row(s) from `seed`.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
+    /// Starts the plain and pruned variants from row `start` (`None`: drawn from the seed).
+    pub fn with_start(self, start: Option<usize>) -> Self {
+        Self { start, ..self }
+    }
+
+    /// Projects even when the projection is not narrower than the features (anomalib 2.7's
+    /// rule; otherwise such a projection is skipped).
+    pub fn with_always_project(self, always_project: bool) -> Self {
+        Self {
+            always_project,
+            ..self
+        }
+    }
+
+    /// How many rows are kept.
+    pub fn sample_size(&self) -> SampleSize {
+        self.size
+    }
+
+    /// The projection the distances are computed on.
+    pub fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// The seed of the projection and of the start row(s).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The fixed start row, if any.
+    pub fn start(&self) -> Option<usize> {
+        self.start
+    }
+
+    /// The algorithm.
+    pub fn variant(&self) -> GreedyVariant {
+        self.variant
+    }
+
+    /// Whether a projection no narrower than the features is still applied.
+    pub fn always_project(&self) -> bool {
+        self.always_project
+    }
+
     /// The points greedy runs on.
     pub fn project(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         self.projection

@@ -143,6 +143,33 @@ struct Block {
     target: usize,
 }
 
+/// The blocks of nearby rows (median splits to about `block` rows each), each with its rows'
+/// features copied together, a seeded start row and a first target of picks.
+fn make_blocks(data: &[f32], d: usize, k: usize, block: usize, seed: u64) -> Vec<Block> {
+    let n = data.len() / d;
+    let parts = partition(data, d, (0..n as u32).collect(), block, seed, 1);
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(b, mut rows)| {
+            rows.sort_unstable();
+            let mut bd = Vec::with_capacity(rows.len() * d);
+            for &i in &rows {
+                bd.extend_from_slice(&data[i as usize * d..(i as usize + 1) * d]);
+            }
+            let start = (mix(seed ^ mix(u64::MAX - b as u64)) % rows.len() as u64) as usize;
+            let share = k as f64 * rows.len() as f64 / n as f64;
+            let target = initial_target(share, rows.len());
+            Block {
+                run: BlockRun::new(rows.len(), target, start),
+                target,
+                rows,
+                data: bd,
+            }
+        })
+        .collect()
+}
+
 /// Partitioned greedy k-center on `points` `[n, d]`: `k` rows, in blocks of at most
 /// `ceil(block_picks * n / k)` rows, so that every block's share is about `block_picks`
 /// picks whatever the ratio (`block_picks` below 2 counts as 2, so that there are never more
@@ -180,27 +207,7 @@ pub fn greedy_k_center_partitioned(
     // rows number at most k: every block keeps its start.
     let block = (n * block_picks.max(2)).div_ceil(k).max(2);
     progress.start(k as u64, "coreset selection (partitioned)");
-    let parts = partition(data, d, (0..n as u32).collect(), block, seed, 1);
-    let mut blocks: Vec<Block> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(b, mut rows)| {
-            rows.sort_unstable();
-            let mut bd = Vec::with_capacity(rows.len() * d);
-            for &i in &rows {
-                bd.extend_from_slice(&data[i as usize * d..(i as usize + 1) * d]);
-            }
-            let start = (mix(seed ^ mix(u64::MAX - b as u64)) % rows.len() as u64) as usize;
-            let share = k as f64 * rows.len() as f64 / n as f64;
-            let target = initial_target(share, rows.len());
-            Block {
-                run: BlockRun::new(rows.len(), target, start),
-                target,
-                rows,
-                data: bd,
-            }
-        })
-        .collect();
+    let mut blocks = make_blocks(data, d, k, block, seed);
     loop {
         blocks.par_iter_mut().for_each(|b| {
             while b.run.len() < b.target && !b.run.exhausted() {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patchcore_data::synthetic::{SyntheticSpec, generate};
-use patchcore_pipeline::{Config, FitOptions, fit_model};
+use patchcore_eval::{FitOptions, fit_model};
+use patchcore_model::Config;
 use patchcore_serve::{ServeOptions, serve};
 pub use patchcore_testkit::http::{Reply, multipart, read_reply, request};
 
