@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore::core::{Error, NoProgress, Progress, Result};
 use patchcore::data::MvtecCategory;
 use patchcore::nn::{IndexBuilder, NearestNeighborIndex, Neighbors};
-use patchcore::model::{Config, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::model::{Config, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder};
 use patchcore::eval::{EvaluateOptions, evaluate_with};
 use patchcore::sampler::{SampleSize, Sampler};
 
@@ -200,14 +200,15 @@ fn main() -> Result<()> {
     // Fit.
     let mut cat = MvtecCategory::open(&root, "bottle")?;
     cat.train.truncate(train_limit);
-    let mut model = custom_model(&cfg)?;
-    let stats = model.fit(&cat.train, &NoProgress)?;
+    let model = custom_model(&cfg)?;
+    let model = model.fit(&cat.train, &NoProgress)?;
+    let stats = model.fit_stats().cloned().expect("fitted");
     println!(
         "fit: {} of {} rows kept by `{}`, index `{}`",
         stats.bank_rows,
         stats.bank_rows_full,
         model.sampler().map(|s| s.name()).unwrap_or("-"),
-        model.index()?.name()
+        model.index().name()
     );
 
     // Save: the file records both components as `kind = "custom"` with their names.
@@ -223,11 +224,11 @@ fn main() -> Result<()> {
     );
 
     // Load: the custom index must be supplied, under its recorded name.
-    let refused = PatchCore::load(&path)
+    let refused = FittedPatchCore::load(&path)
         .err()
         .ok_or_else(|| Error::InvalidArgument("loaded without its custom index".into()))?;
     println!("loading without the index builder is refused: {refused}");
-    let loaded = PatchCore::load_with(
+    let loaded = FittedPatchCore::load_with(
         &path,
         LoadOptions {
             index: Some(Box::new(BruteForceBuilder)),

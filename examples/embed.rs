@@ -28,8 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The default experiment; any component can be swapped through the config.
     let cfg = Config::default_experiment()?;
-    let mut model = PatchCore::from_config(&cfg)?;
-    let stats = model.fit(&list_images(&train_dir)?, &NoProgress)?;
+    let model = PatchCore::from_config(&cfg)?;
+    let model = model.fit(&list_images(&train_dir)?, &NoProgress)?;
+    let stats = model.fit_stats().cloned().expect("fitted");
     println!(
         "memory bank: {} of {} patch features",
         stats.bank_rows, stats.bank_rows_full

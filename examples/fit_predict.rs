@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{list_images, load_rgb};
 use patchcore::eval::{FitOptions, fit_model};
-use patchcore::{Config, PatchCore};
+use patchcore::{Config, FittedPatchCore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("saved {}", model_path.display());
 
     // Elsewhere: load and score decoded images one at a time.
-    let model = PatchCore::load(&model_path)?;
+    let model = FittedPatchCore::load(&model_path)?;
     for path in &images {
         let image = load_rgb(path)?;
         let p = model.predict(&image)?;

@@ -10,9 +10,9 @@ use ndarray::{Array2, ArrayView2};
 use patchcore::core::{Error, NoProgress, PatchFeatures, Progress, Result};
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::nn::{IndexBuilder, IndexParams, NearestNeighborIndex};
+use patchcore::nn::{ExactBuilder, IndexBuilder, IndexParams, NearestNeighborIndex};
 use patchcore::model::model_file::{self, MODEL_FORMAT_VERSION};
-use patchcore::model::{Config, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::model::{Config, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder};
 use patchcore::sampler::{RandomSampler, SampleSize, Sampler, SamplerParams};
 use patchcore::score::{ImageScore, PatchCoreScorer, Scorer};
 
@@ -27,7 +27,7 @@ impl Sampler for CountingSampler {
         "counting_random"
     }
     fn size(&self) -> SampleSize {
-        self.inner.size
+        self.inner.size()
     }
     fn select_count(
         &self,
@@ -55,7 +55,7 @@ impl IndexBuilder for MyExact {
         "my_exact"
     }
     fn build(&self, bank: Array2<f32>) -> Result<Box<dyn NearestNeighborIndex>> {
-        IndexParams::Exact {}.build(bank)
+        ExactBuilder.build(bank)
     }
 }
 
@@ -63,6 +63,9 @@ impl IndexBuilder for MyExact {
 struct WrappedScorer(PatchCoreScorer);
 
 impl Scorer for WrappedScorer {
+    fn name(&self) -> &str {
+        "wrapped_patchcore"
+    }
     fn score(
         &self,
         features: &PatchFeatures,
@@ -99,11 +102,12 @@ fn config(bound_mb: usize) -> Config {
 fn the_streamed_fit_uses_the_sampler_it_was_given() {
     let (_dir, cat) = data(8);
     // 8 images x 784 patches x 152 x 4 bytes = 3.8 MiB; a 2 MiB bound streams 4 chunks.
-    let mut model = PatchCoreBuilder::new(config(2))
+    let model = PatchCoreBuilder::new(config(2))
         .sampler(Box::new(counting(0.05)))
         .build()
         .unwrap();
-    let stats = model.fit(&cat.train, &NoProgress).unwrap();
+    let model = model.fit(&cat.train, &NoProgress).unwrap();
+    let stats = model.fit_stats().cloned().unwrap();
     assert_eq!(stats.chunks, 4);
     assert_eq!(
         stats.bank_rows,
@@ -111,11 +115,11 @@ fn the_streamed_fit_uses_the_sampler_it_was_given() {
     );
     assert_eq!(model.config().sampler.kind(), "counting_random");
     assert_eq!(model.sampler().map(|s| s.name()), Some("counting_random"));
-    let mut in_memory = PatchCoreBuilder::new(config(0))
+    let in_memory = PatchCoreBuilder::new(config(0))
         .sampler(Box::new(counting(0.05)))
         .build()
         .unwrap();
-    assert_eq!(in_memory.fit(&cat.train, &NoProgress).unwrap().chunks, 1);
+    assert_eq!(in_memory.fit(&cat.train, &NoProgress).unwrap().fit_stats().unwrap().chunks, 1);
 }
 
 #[test]
@@ -139,11 +143,12 @@ fn every_selection_of_a_streamed_fit_goes_through_the_given_sampler() {
             self.0.select_count(f, count, p)
         }
     }
-    let mut model = PatchCoreBuilder::new(config(2))
+    let model = PatchCoreBuilder::new(config(2))
         .sampler(Box::new(Shared(sampler.clone())))
         .build()
         .unwrap();
-    let stats = model.fit(&cat.train, &NoProgress).unwrap();
+    let model = model.fit(&cat.train, &NoProgress).unwrap();
+    let stats = model.fit_stats().cloned().unwrap();
     assert_eq!(
         sampler.calls.load(Ordering::SeqCst),
         stats.chunks + 1,
@@ -154,12 +159,12 @@ fn every_selection_of_a_streamed_fit_goes_through_the_given_sampler() {
 #[test]
 fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
     let (dir, cat) = data(3);
-    let mut model = PatchCoreBuilder::new(config(0))
+    let model = PatchCoreBuilder::new(config(0))
         .sampler(Box::new(counting(0.02)))
         .index_builder(Box::new(MyExact))
         .build()
         .unwrap();
-    model.fit(&cat.train, &NoProgress).unwrap();
+    let model = model.fit(&cat.train, &NoProgress).unwrap();
     let path = dir.path().join("custom.patchcore");
     model.save(&path).unwrap();
     let (header, _) = model_file::read(&path).unwrap();
@@ -176,13 +181,13 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
         }
     );
 
-    let err = PatchCore::load(&path).err().expect("custom index required");
+    let err = FittedPatchCore::load(&path).err().expect("custom index required");
     assert!(matches!(err, Error::Model { .. }), "{err}");
     assert!(err.to_string().contains("my_exact"), "{err}");
-    let wrong = PatchCore::load_with(
+    let wrong = FittedPatchCore::load_with(
         &path,
         LoadOptions {
-            index: Some(Box::new(IndexParams::Exact {})),
+            index: Some(Box::new(ExactBuilder)),
             ..Default::default()
         },
     )
@@ -190,7 +195,7 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
     .expect("another index refused");
     assert!(wrong.to_string().contains("my_exact"), "{wrong}");
 
-    let loaded = PatchCore::load_with(
+    let loaded = FittedPatchCore::load_with(
         &path,
         LoadOptions {
             index: Some(Box::new(MyExact)),
@@ -208,7 +213,7 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
     assert_eq!(a, b, "the loaded model scores as the saved one");
 
     // Refitting the loaded model needs a sampler.
-    let mut refit = PatchCore::load_with(
+    let refit = FittedPatchCore::load_with(
         &path,
         LoadOptions {
             index: Some(Box::new(MyExact)),
@@ -216,15 +221,15 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
         },
     )
     .unwrap();
-    let e = refit.fit(&cat.train, &NoProgress).unwrap_err().to_string();
+    let e = refit.unfit().fit(&cat.train, &NoProgress).unwrap_err().to_string();
     assert!(e.contains("counting_random"), "{e}");
 
     // An index builder for a model whose index the file describes is refused.
-    let mut plain = PatchCore::from_config(&config(0)).unwrap();
-    plain.fit(&cat.train, &NoProgress).unwrap();
+    let plain = PatchCore::from_config(&config(0)).unwrap();
+    let plain = plain.fit(&cat.train, &NoProgress).unwrap();
     let plain_path = dir.path().join("plain.patchcore");
     plain.save(&plain_path).unwrap();
-    let e = PatchCore::load_with(
+    let e = FittedPatchCore::load_with(
         &plain_path,
         LoadOptions {
             index: Some(Box::new(MyExact)),
@@ -239,12 +244,12 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
 #[test]
 fn a_component_the_file_cannot_describe_makes_save_fail_with_its_name() {
     let (dir, cat) = data(2);
-    let mut model = PatchCoreBuilder::new(config(0))
+    let model = PatchCoreBuilder::new(config(0))
         .scorer(Box::new(WrappedScorer(PatchCoreScorer::default())))
         .build()
         .unwrap();
     assert_eq!(model.undescribed_components().len(), 1);
-    model.fit(&cat.train, &NoProgress).unwrap();
+    let model = model.fit(&cat.train, &NoProgress).unwrap();
     let path = dir.path().join("scorer.patchcore");
     let e = model.save(&path).unwrap_err();
     assert!(matches!(e, Error::Model { .. }), "{e}");
@@ -255,10 +260,10 @@ fn a_component_the_file_cannot_describe_makes_save_fail_with_its_name() {
 #[test]
 fn version_1_model_files_still_load() {
     let (dir, cat) = data(2);
-    let mut model = PatchCore::from_config(&config(0)).unwrap();
-    model.fit(&cat.train, &NoProgress).unwrap();
+    let model = PatchCore::from_config(&config(0)).unwrap();
+    let model = model.fit(&cat.train, &NoProgress).unwrap();
     let header = model.header().unwrap();
-    let bank = model.bank().unwrap();
+    let bank = model.bank();
     assert_eq!(header.format_version, MODEL_FORMAT_VERSION);
 
     // What version 1 wrote: every key of the sampler, nn and aggregator sections.
@@ -280,7 +285,7 @@ fn version_1_model_files_still_load() {
     let (read, read_bank) = model_file::read(&path).unwrap();
     assert_eq!(read.config, header.config, "migrated to the same config");
     assert_eq!(read_bank, bank);
-    let loaded = PatchCore::load(&path).unwrap();
+    let loaded = FittedPatchCore::load(&path).unwrap();
     let test: Vec<PathBuf> = cat.test.iter().map(|t| t.path.clone()).collect();
     assert_eq!(
         loaded.predict_paths(&test, &NoProgress).unwrap(),

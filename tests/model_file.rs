@@ -9,7 +9,7 @@ use patchcore::model::model_file::{
     self, BackboneIdentity, CHECKSUM_KEY, HEADER_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
     ModelHeader,
 };
-use patchcore::model::{Config, LoadOptions, PatchCore};
+use patchcore::model::{Config, FittedPatchCore, LoadOptions};
 use patchcore::eval::{EvaluateOptions, FitOptions, evaluate, fit_model};
 use patchcore_testkit::shared_dir;
 
@@ -47,8 +47,8 @@ fn fit_save_load_predict_reproduces_evaluate_exactly_on_bottle() {
         .collect();
     assert_eq!(names, ["bottle.patchcore"]);
 
-    let loaded = PatchCore::load(&path).unwrap();
-    let t = loaded.threshold.clone().expect("calibrated threshold");
+    let loaded = FittedPatchCore::load(&path).unwrap();
+    let t = loaded.threshold().cloned().expect("calibrated threshold");
     assert!(t.source.contains("F1-max"), "{}", t.source);
     assert_eq!(loaded.bank(), fitted.model.bank());
 
@@ -93,7 +93,7 @@ fn fit_save_load_predict_reproduces_evaluate_exactly_on_bottle() {
 
     // Wrong weights: another file than the one the bank was fitted with.
     let other = shared_dir().join("fixtures/resnet_basic_tiny.pth");
-    let err = PatchCore::load_with(
+    let err = FittedPatchCore::load_with(
         &path,
         LoadOptions {
             weights: Some(other),
@@ -270,7 +270,7 @@ fn a_model_fitted_with_other_weights_is_refused_on_load() {
     let p = dir.path().join("m.patchcore");
     let h = header(10, 152);
     model_file::write(&p, &h, &bank(10, 152)).unwrap();
-    let e = PatchCore::load(&p).err().expect("refused").to_string();
+    let e = FittedPatchCore::load(&p).err().expect("refused").to_string();
     assert!(e.contains("SHA-256") && e.contains(&"0".repeat(64)), "{e}");
 }
 

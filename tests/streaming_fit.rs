@@ -6,7 +6,7 @@ use patchcore::core::NoProgress;
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::nn::{ExactIndex, NearestNeighborIndex};
-use patchcore::model::{Config, PatchCore};
+use patchcore::model::{Config, FittedPatchCore, PatchCore};
 
 fn config(bound_mb: usize) -> Config {
     Config::from_toml_str(
@@ -33,10 +33,12 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
     let cat = MvtecCategory::open(dir.path(), &spec.category).unwrap();
 
     // 8 images x 784 patches x 152 x 4 bytes = 3.8 MiB of features.
-    let mut whole = PatchCore::from_config(&config(0)).unwrap();
-    let a = whole.fit(&cat.train, &NoProgress).unwrap();
-    let mut streamed = PatchCore::from_config(&config(2)).unwrap();
-    let b = streamed.fit(&cat.train, &NoProgress).unwrap();
+    let whole = PatchCore::from_config(&config(0)).unwrap();
+    let whole = whole.fit(&cat.train, &NoProgress).unwrap();
+    let a = whole.fit_stats().cloned().unwrap();
+    let streamed = PatchCore::from_config(&config(2)).unwrap();
+    let streamed = streamed.fit(&cat.train, &NoProgress).unwrap();
+    let b = streamed.fit_stats().cloned().unwrap();
     assert_eq!(a.chunks, 1);
     assert_eq!(b.chunks, 4, "2 MiB bound: chunks of 2 images");
     assert_eq!(a.bank_rows, b.bank_rows, "same bank size");
@@ -47,8 +49,8 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
         .extract_paths(&cat.train, &NoProgress)
         .unwrap()
         .features;
-    let radius = |m: &PatchCore| {
-        let idx = ExactIndex::new(m.bank().unwrap()).unwrap();
+    let radius = |m: &FittedPatchCore| {
+        let idx = ExactIndex::new(m.bank()).unwrap();
         let nn = idx.search(feats.view(), 1).unwrap();
         nn.distances.iter().copied().fold(0.0f32, f32::max)
     };
@@ -56,12 +58,12 @@ fn streamed_fit_is_bounded_and_covers_like_the_in_memory_fit() {
     assert!(rb <= 1.5 * ra, "streamed radius {rb} vs in-memory {ra}");
 
     // A bound below the bank itself is an error naming the key.
-    let mut tiny = PatchCore::from_config(&config(1)).unwrap();
+    let tiny = PatchCore::from_config(&config(1)).unwrap();
     let mut cfg = config(1);
     cfg.sampler
         .set_size(patchcore::sampler::SampleSize::Ratio(0.5))
         .unwrap();
-    let mut tiny_big = PatchCore::from_config(&cfg).unwrap();
+    let tiny_big = PatchCore::from_config(&cfg).unwrap();
     assert!(tiny.fit(&cat.train, &NoProgress).is_ok());
     let e = tiny_big
         .fit(&cat.train, &NoProgress)

@@ -164,6 +164,21 @@ pub struct PatchCore<S = Unfitted> {
     state: S,
 }
 
+impl<S> std::fmt::Debug for PatchCore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatchCore")
+            .field("state", &std::any::type_name::<S>().rsplit("::").next())
+            .field("backbone", &self.backbone.name())
+            .field("layers", &self.backbone.layers())
+            .field("aggregator", &self.aggregator.name())
+            .field("sampler", &self.sampler.as_ref().map(|s| s.name().to_string()))
+            .field("index", &self.index_builder.name())
+            .field("scorer", &self.scorer.name())
+            .field("geometry", &self.geometry)
+            .finish()
+    }
+}
+
 impl PatchCore {
     /// Builds the components named by a validated single-backbone config (weights are
     /// fetched and read here). For an ensemble config, build one model per
