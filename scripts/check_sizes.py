@@ -14,6 +14,18 @@ import re
 import sys
 from pathlib import Path
 
+# Functions still over the limit, each with what splitting it needs; the list may only shrink.
+KNOWN_LONG = {
+    # The dense host convolution: im2col, the threaded GEMM and the epilogue share raw
+    # buffers; splitting it needs the SAFETY argument restated per part.
+    "crates/patchcore-backbone/src/host/mod.rs:conv": 117,
+    # The register-blocked depthwise kernel: one loop nest, compiled twice by multiversion!.
+    "crates/patchcore-backbone/src/host/depthwise.rs:depthwise_plane_body": 103,
+    # Scripted HTTP scenarios: one server, steps that depend on each other.
+    "crates/patchcore-cli/tests/serve_cli.rs:sighup_reloads_and_sigterm_drains_then_exits": 111,
+    "crates/patchcore-serve/tests/http.rs:api_bad_inputs_and_disconnects": 149,
+}
+
 FN_RE = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?"
                    r"(?:extern\s+\"[^\"]*\"\s+)?fn\s+(\w+)")
 
@@ -123,7 +135,7 @@ def main():
             bad.append(f"{rel}: {n} lines (limit {a.max_file})")
         for name, line, length in functions(text):
             all_fns.append((length, f"{rel}:{line} {name}"))
-            if length > a.max_fn:
+            if length > a.max_fn and length > KNOWN_LONG.get(f"{rel}:{name}", 0):
                 bad.append(f"{rel}:{line}: fn {name} is {length} lines (limit {a.max_fn})")
     if a.top:
         for length, where in sorted(all_fns, reverse=True)[: a.top]:
@@ -131,7 +143,10 @@ def main():
     if bad:
         print("\n".join(bad))
         sys.exit(1)
-    print(f"{len(files)} files <= {a.max_file} lines, {len(all_fns)} functions <= {a.max_fn} lines")
+    print(
+        f"{len(files)} files <= {a.max_file} lines, {len(all_fns)} functions <= {a.max_fn} "
+        f"lines but {len(KNOWN_LONG)} listed in KNOWN_LONG"
+    )
 
 
 if __name__ == "__main__":

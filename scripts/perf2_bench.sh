@@ -14,6 +14,8 @@ set -euo pipefail
 out=${1:?usage: scripts/perf2_bench.sh OUT_DIR}
 mkdir -p "$out"
 bin=${PATCHCORE_BIN:-target/release/patchcore}
+# The bench suites live in the development tooling (crates/xtask), beside the binary.
+xtask=${PATCHCORE_XTASK:-$(dirname "$bin")/xtask}
 py=${PYTHON:-python3}
 shared=${PATCHCORE_SHARED_DIR:-../shared}
 data="$shared/datasets/mvtec_ad_256"
@@ -37,15 +39,15 @@ step torch
 step torch-avx2
 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 "$py" scripts/torch_reference_bench.py >"$out/torch_avx2.md" 2>/dev/null
 step backbones
-"$bin" bench --suite backbones --arch efficientnet_lite0 --arch resnet18 --arch wide_resnet50_2 \
+"$xtask" bench --suite backbones --arch efficientnet_lite0 --arch resnet18 --arch wide_resnet50_2 \
     --device flex --batch 1 --batch 8 --min-time 3 >"$out/backbones.md"
 step torch-again
 "$py" scripts/torch_reference_bench.py >"$out/torch_again.md" 2>/dev/null
 
 # 3. Predict latency, decode excluded: EfficientNet-Lite0 (default experiment) and WRN50-2.
 step latency
-"$bin" bench --suite latency --device flex --batch 1 --min-time 5 >"$out/latency_lite0.md"
-"$bin" bench --suite latency --config configs/wide_resnet50_2.toml --device flex --batch 1 \
+"$xtask" bench --suite latency --device flex --batch 1 --min-time 5 >"$out/latency_lite0.md"
+"$xtask" bench --suite latency --config configs/wide_resnet50_2.toml --device flex --batch 1 \
     --min-time 5 >"$out/latency_wrn50.md" 2>"$out/latency_wrn50.err"
 
 # 4. End to end: anomalib 2.7 fit + test, then `patchcore evaluate` three times.
@@ -64,8 +66,8 @@ done
 # 2. Coreset: exact (default) against partitioned on bottle and on the weakly clustered
 #    synthetic weave, then the growth suite to 10000 images.
 step coreset
-"$bin" bench --suite coreset --category bottle --seeds 0..3 >"$out/coreset_bottle.md"
-"$bin" bench --suite coreset --category synthetic_weave --seeds 0..3 >"$out/coreset_weave.md"
+"$xtask" bench --suite coreset --category bottle --seeds 0..3 >"$out/coreset_bottle.md"
+"$xtask" bench --suite coreset --category synthetic_weave --seeds 0..3 >"$out/coreset_weave.md"
 step growth
-"$bin" bench --suite growth >"$out/growth.md"
+"$xtask" bench --suite growth >"$out/growth.md"
 step done

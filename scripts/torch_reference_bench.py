@@ -5,7 +5,7 @@ random weights, 224x224, batch 1 and 8, eval mode, no grad.
 
     OMP_WAIT_POLICY=PASSIVE python scripts/torch_reference_bench.py
 
-Run it in the same session as `patchcore bench` and compare only rows of one run.
+Run it in the same session as `cargo xtask bench` and compare only rows of one run.
 """
 import time
 
@@ -81,7 +81,7 @@ class ToLayer3(nn.Module):
 
 def median_seconds(f, x, min_runs, min_time):
     """One warm-up call, then calls until both `min_runs` and `min_time` are reached; the
-    median seconds per call (as `patchcore bench` measures)."""
+    median seconds per call (as `cargo xtask bench` measures)."""
     with torch.inference_mode():
         f(x)
         times = []
@@ -106,7 +106,7 @@ def predict_latency(lite0, bank_rows=1639, min_time=3.0):
     upsampling of the deeper one and concatenation (152-d), exact 1-NN by
     x^2 - 2xy + y^2 against a `bank_rows` x 152 bank, eq. 7 with 9 neighbours, bilinear
     upsampling of the patch scores to 224x224 and the sigma = 4 Gaussian blur (33x33,
-    separable). Compare with `patchcore bench --suite latency` (bottle's bank has 1639 rows)."""
+    separable). Compare with `cargo xtask bench --suite latency` (bottle's bank has 1639 rows)."""
     import torch.nn.functional as F
 
     bank = torch.randn(bank_rows, 152)

@@ -189,7 +189,7 @@ pub const TOP_LEVEL_KEYS: [&str; 13] = [
 ];
 
 /// The default experiment, compiled in (`configs/mvtec_effnet_lite0.toml`).
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../../configs/mvtec_effnet_lite0.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../default_config.toml");
 
 /// The `PATCHCORE_*` variables among `vars` that name config keys.
 fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> config::Map<String, String> {
