@@ -181,7 +181,7 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
         }
     );
 
-    let err = FittedPatchCore::load(&path).err().expect("custom index required");
+    let err = FittedPatchCore::load(&path).expect_err("custom index required");
     assert!(matches!(err, Error::Model { .. }), "{err}");
     assert!(err.to_string().contains("my_exact"), "{err}");
     let wrong = FittedPatchCore::load_with(
@@ -191,8 +191,8 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("another index refused");
+    
+    .expect_err("another index refused");
     assert!(wrong.to_string().contains("my_exact"), "{wrong}");
 
     let loaded = FittedPatchCore::load_with(
@@ -236,8 +236,8 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("builder refused for a described index");
+    
+    .expect_err("builder refused for a described index");
     assert!(e.to_string().contains("exact"), "{e}");
 }
 

@@ -100,8 +100,8 @@ fn fit_save_load_predict_reproduces_evaluate_exactly_on_bottle() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("other weights refused");
+    
+    .expect_err("other weights refused");
     let msg = err.to_string();
     assert!(msg.contains("bottle.patchcore"), "{msg}");
     assert!(matches!(err, Error::Model { .. }), "{msg}");
@@ -270,7 +270,7 @@ fn a_model_fitted_with_other_weights_is_refused_on_load() {
     let p = dir.path().join("m.patchcore");
     let h = header(10, 152);
     model_file::write(&p, &h, &bank(10, 152)).unwrap();
-    let e = FittedPatchCore::load(&p).err().expect("refused").to_string();
+    let e = FittedPatchCore::load(&p).expect_err("refused").to_string();
     assert!(e.contains("SHA-256") && e.contains(&"0".repeat(64)), "{e}");
 }
 

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Measure component throughput (backbones per device and batch, coreset, k-NN) and print
     /// Markdown tables for docs/BENCHMARKS.md.
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Run the backend conformance suite (fixture parity of backbones and aggregation, and an
     /// end-to-end comparison with flex on MVTec AD bottle) on each device; print one table.
     /// Exits non-zero if a check fails.
