@@ -2,7 +2,6 @@
 //! `check()` that returns the aggregator (linfa's `ParamGuard` pattern).
 
 use patchcore_core::{Error, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::{FeatureAggregator, LocallyAware, Official};
 
@@ -18,14 +17,15 @@ pub(crate) fn check_neighbourhood(key: &str, p: usize) -> Result<()> {
 }
 
 /// Parameters of [`LocallyAware`] as config keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct LocallyAwareParams {
     /// Neighbourhood (patch) size p: 1, 3, 5, ... (odd).
-    #[serde(default = "d_neigh")]
+    #[cfg_attr(feature = "serde", serde(default = "d_neigh"))]
     pub neighbourhood: usize,
     /// Project rows to this width by adaptive average pooling; 0 keeps the concatenation.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub target_dim: usize,
 }
 
@@ -49,17 +49,18 @@ impl LocallyAwareParams {
 }
 
 /// Parameters of [`Official`] as config keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct OfficialParams {
     /// Patch size p: 1, 3, 5, ... (odd).
-    #[serde(default = "d_neigh")]
+    #[cfg_attr(feature = "serde", serde(default = "d_neigh"))]
     pub neighbourhood: usize,
     /// Per-layer width (default 1024).
-    #[serde(default = "d_embed")]
+    #[cfg_attr(feature = "serde", serde(default = "d_embed"))]
     pub pretrain_embed_dim: usize,
     /// Final width (default 1024).
-    #[serde(default = "d_embed")]
+    #[cfg_attr(feature = "serde", serde(default = "d_embed"))]
     pub target_embed_dim: usize,
 }
 
@@ -107,8 +108,9 @@ fn d_embed() -> usize {
 /// The `[aggregator]` config section: how backbone maps become patch-feature rows.
 ///
 /// Tagged by `kind` (default `locally_aware`); each variant holds its aggregator's parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
 pub enum AggregatorParams {
     /// Neighbourhood average of each map, deeper maps upsampled, concatenated (anomalib).
     LocallyAware(LocallyAwareParams),

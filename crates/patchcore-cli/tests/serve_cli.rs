@@ -3,11 +3,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use patchcore_data::synthetic::{SyntheticSpec, generate};
 use patchcore_testkit::http::{read_reply, request};
+
+const BIN: &str = env!("CARGO_BIN_EXE_patchcore");
 
 fn kill(pid: u32, signal: &str) {
     let ok = Command::new("kill")
@@ -18,10 +21,9 @@ fn kill(pid: u32, signal: &str) {
     assert!(ok, "kill {signal} {pid}");
 }
 
-#[test]
-fn sighup_reloads_and_sigterm_drains_then_exits() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A model folder `models/` holding `a.patchcore`, fitted on a small generated category under
+/// `data/`; returns one test image's bytes.
+fn fit_demo(d: &Path) -> Vec<u8> {
     let spec = SyntheticSpec {
         train: 4,
         test_good: 2,
@@ -30,8 +32,7 @@ fn sighup_reloads_and_sigterm_drains_then_exits() {
     };
     generate(&d.join("data"), &spec).unwrap();
     std::fs::create_dir_all(d.join("models")).unwrap();
-    let bin = env!("CARGO_BIN_EXE_patchcore");
-    let fit = Command::new(bin)
+    let fit = Command::new(BIN)
         .args([
             "fit",
             "--data-root",
@@ -48,18 +49,23 @@ fn sighup_reloads_and_sigterm_drains_then_exits() {
         "{}",
         String::from_utf8_lossy(&fit.stderr)
     );
+    std::fs::read(
+        std::fs::read_dir(d.join("data").join(&spec.category).join("test/good"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path(),
+    )
+    .unwrap()
+}
 
-    // The periodic check is set far away: only SIGHUP can reload within the test.
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--models",
-            "models",
-            "--bind",
-            "127.0.0.1:0",
-            "--reload-interval-ms",
-            "600000",
-        ])
+/// `patchcore serve --models models` in `d` on a free port, with `extra` arguments; returns the
+/// process and the address it printed.
+fn spawn_serve(d: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--models", "models", "--bind", "127.0.0.1:0"])
+        .args(extra)
         .current_dir(d)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,6 +83,16 @@ fn sighup_reloads_and_sigterm_drains_then_exits() {
         .trim_end_matches('/')
         .parse()
         .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"));
+    (child, addr)
+}
+
+#[test]
+fn sighup_reloads_and_sigterm_drains_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = fit_demo(d);
+    // The periodic check is set far away: only SIGHUP can reload within the test.
+    let (mut child, addr) = spawn_serve(d, &["--reload-interval-ms", "600000"]);
     let names = || -> Vec<String> {
         request(addr, "GET", "/v1/models", &[], b"").json()["models"]
             .as_array()
@@ -102,15 +118,6 @@ fn sighup_reloads_and_sigterm_drains_then_exits() {
     assert!(reloaded, "SIGHUP loads the new file");
 
     // SIGTERM while a request is half sent: it is answered, then the process exits 0.
-    let img = std::fs::read(
-        std::fs::read_dir(d.join("data").join(&spec.category).join("test/good"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
     let mut c = TcpStream::connect(addr).unwrap();
     write!(
         c,

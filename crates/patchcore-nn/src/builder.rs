@@ -3,7 +3,6 @@
 
 use ndarray::Array2;
 use patchcore_core::{Error, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::NearestNeighborIndex;
 use crate::exact::ExactIndex;
@@ -25,17 +24,18 @@ pub trait IndexBuilder: Send + Sync {
 
 /// Parameters of the approximate inverted-file index ([`IvfIndex`]) as config keys;
 /// [`IvfParams::check`] returns its [`IvfBuilder`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct IvfParams {
     /// Number of k-means cells; 0 = `round(sqrt(bank rows))`.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub nlist: usize,
     /// Cells scanned per query (>= 1; `nlist` makes the search exact).
-    #[serde(default = "d_nprobe")]
+    #[cfg_attr(feature = "serde", serde(default = "d_nprobe"))]
     pub nprobe: usize,
     /// Lloyd iterations of the coarse quantiser.
-    #[serde(default = "d_iterations")]
+    #[cfg_attr(feature = "serde", serde(default = "d_iterations"))]
     pub iterations: usize,
 }
 fn d_nprobe() -> usize {
@@ -143,8 +143,9 @@ impl IndexBuilder for LinfaBuilder {
 ///
 /// Tagged by `kind`; each variant holds the parameters of its index. [`IndexParams::check`]
 /// turns it into the [`IndexBuilder`] it describes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
 pub enum IndexParams {
     /// Exact k-NN by blocked GEMM ([`ExactIndex`]), the default.
     Exact {},

@@ -3,13 +3,13 @@ use linfa_nn::{BallTree, KdTree, LinearSearch, NearestNeighbour, NearestNeighbou
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore_core::{Error, Result};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::{NearestNeighborIndex, Neighbors, check_query};
 
 /// Which linfa-nn algorithm backs a [`LinfaIndex`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LinfaAlgorithm {
     /// `linfa_nn::LinearSearch`: a full scan per query.
     LinearSearch,

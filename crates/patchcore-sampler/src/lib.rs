@@ -38,10 +38,10 @@ use patchcore_core::{Error, Progress, Result};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 /// How many rows to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SampleSize {
     /// A fraction of the rows in `(0, 1]`; the count is `ceil(ratio * n)`, at least 1.
     Ratio(f64),
@@ -164,7 +164,8 @@ impl Sampler for RandomSampler {
 
 /// Keeps every row (no subsampling): its size is the whole bank, and
 /// [`Sampler::select_count`] keeps the first `count` rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IdentitySampler;
 
 impl Sampler for IdentitySampler {

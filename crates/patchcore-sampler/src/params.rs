@@ -5,7 +5,6 @@
 //! binding all go through it.
 
 use patchcore_core::{Error, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::greedy::{GreedyCoreset, GreedyVariant};
 use crate::projection::{ProjDim, Projection};
@@ -13,14 +12,15 @@ use crate::{IdentitySampler, RandomSampler, SampleSize, Sampler};
 
 /// How many rows to keep, as config keys: exactly one of `ratio` and `count`. Also the
 /// parameters of the `random` sampler.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct SizeParams {
     /// Fraction of the bank to keep, in (0, 1].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep (>= 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub count: Option<usize>,
 }
 
@@ -50,8 +50,9 @@ impl SizeParams {
 }
 
 /// Exact greedy algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum GreedyAlgorithm {
     /// Triangle-inequality pruning: identical selections, fewer distance evaluations.
     #[default]
@@ -65,8 +66,9 @@ pub enum GreedyAlgorithm {
 }
 
 /// Random projection kind for the greedy distances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ProjectionKind {
     /// Dense Gaussian entries.
     #[default]
@@ -106,69 +108,71 @@ fn check_density(d: f64) -> Result<()> {
 }
 
 /// Parameters of the exact greedy coreset (`kind = "greedy_coreset"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct GreedyParams {
     /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub count: Option<usize>,
     /// "pruned" (default) or "plain", which select the same rows, or "partitioned" (blocks of
     /// about `block_picks` picks; not the exact selection).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub greedy: GreedyAlgorithm,
     /// `greedy = "partitioned"`: picks per block (default 512).
-    #[serde(default = "d_block_picks")]
+    #[cfg_attr(feature = "serde", serde(default = "d_block_picks"))]
     pub block_picks: usize,
     /// Projection for the greedy distances: "gaussian" (default), "sparse" or "none".
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub projection: ProjectionKind,
     /// Projection width; 0 = the Johnson-Lindenstrauss bound for `projection_eps`.
-    #[serde(default = "d_proj")]
+    #[cfg_attr(feature = "serde", serde(default = "d_proj"))]
     pub projection_dim: usize,
     /// Distortion for the JL width (used when `projection_dim = 0`; anomalib uses 0.9).
-    #[serde(default = "d_eps_jl")]
+    #[cfg_attr(feature = "serde", serde(default = "d_eps_jl"))]
     pub projection_eps: f64,
     /// `sparse`: fraction of non-zero entries; 0 = `1/sqrt(d)` (Li et al.), 1/3 = Achlioptas.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub sparse_density: f64,
     /// Project even when the width is not below the feature width (anomalib 2.7 does: the JL
     /// width at eps 0.9 for 164k rows is 296 dims, above 152-d features). Default false: such
     /// a projection is skipped and distances use the raw features.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub projection_always: bool,
 }
 
 /// Parameters of the official approximate greedy coreset
 /// (`kind = "approximate_greedy_coreset"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ApproximateGreedyParams {
     /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub count: Option<usize>,
     /// Number of random start rows (official default 10).
-    #[serde(default = "d_starts")]
+    #[cfg_attr(feature = "serde", serde(default = "d_starts"))]
     pub approx_starts: usize,
     /// As [`GreedyParams::projection`].
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub projection: ProjectionKind,
     /// As [`GreedyParams::projection_dim`].
-    #[serde(default = "d_proj")]
+    #[cfg_attr(feature = "serde", serde(default = "d_proj"))]
     pub projection_dim: usize,
     /// As [`GreedyParams::projection_eps`].
-    #[serde(default = "d_eps_jl")]
+    #[cfg_attr(feature = "serde", serde(default = "d_eps_jl"))]
     pub projection_eps: f64,
     /// As [`GreedyParams::sparse_density`].
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub sparse_density: f64,
     /// As [`GreedyParams::projection_always`].
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub projection_always: bool,
 }
 
@@ -295,8 +299,9 @@ impl ApproximateGreedyParams {
 ///
 /// Tagged by `kind`; each variant holds its own sampler's parameters, so a key of another
 /// kind (`approx_starts` under `greedy_coreset`) is an error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
 pub enum SamplerParams {
     /// Exact greedy k-center (paper §3.2); `greedy` picks the algorithm.
     GreedyCoreset(GreedyParams),
@@ -475,6 +480,7 @@ mod tests {
         assert!(e(None, Some(0)).contains("sampler.count"));
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn keys_of_another_kind_are_refused() {
         let greedy: std::result::Result<SamplerParams, _> = serde_json::from_str(

@@ -5,10 +5,10 @@ use patchcore_core::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use serde::{Deserialize, Serialize};
 
 /// The output width of a projection.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ProjDim {
     /// A fixed width.
     Fixed(usize),
@@ -21,7 +21,8 @@ pub enum ProjDim {
 }
 
 /// How the features are projected before greedy distances are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Projection {
     /// Distances on the raw features.
     None,

@@ -20,7 +20,6 @@ use ndarray::{Array2, ArrayView2};
 use patchcore_core::{Error, PatchFeatures, Result};
 use patchcore_nn::NearestNeighborIndex;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 /// Scores of one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +57,9 @@ pub trait Scorer: Send + Sync {
 }
 
 /// How the patch-score grid is brought to the image size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Upsample {
     /// Bilinear, `align_corners = false` (anomalib, the official code).
     #[default]
@@ -70,17 +70,18 @@ pub enum Upsample {
 
 /// The `[scorer]` config section (every key has a default): unchecked; [`ScorerParams::check`]
 /// returns the [`PatchCoreScorer`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ScorerParams {
     /// Neighbourhood size `k` of eq. 7 (`1` = plain max; anomalib's default is 9).
-    #[serde(default = "d_k")]
+    #[cfg_attr(feature = "serde", serde(default = "d_k"))]
     pub num_neighbors: usize,
     /// Gaussian smoothing of the anomaly map, in pixels (the paper: 4). `0` disables it.
-    #[serde(default = "d_sigma")]
+    #[cfg_attr(feature = "serde", serde(default = "d_sigma"))]
     pub sigma: f32,
     /// Upsampling of the patch grid to the image: "bilinear" (default) or "nearest".
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub upsample: Upsample,
 }
 fn d_k() -> usize {

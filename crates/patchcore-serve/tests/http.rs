@@ -16,7 +16,16 @@ fn api_bad_inputs_and_disconnects() {
     let mut opts = options(&fx.models());
     opts.max_body_bytes = 1 << 20;
     let s = Server::start(opts);
+    let bad = fx.image(false);
+    check_listing(&s);
+    check_predict_forms(&s, &bad, &fx.image(true));
+    check_bad_inputs(&s, &bad);
+    check_disconnects(&s, &bad);
+    check_metrics(&s);
+}
 
+/// The probes, the page and the model listing.
+fn check_listing(s: &Server) {
     assert_eq!(s.get("/healthz").status, 200);
     assert_eq!(s.get("/readyz").status, 200);
     let page = s.get("/");
@@ -27,14 +36,14 @@ fn api_bad_inputs_and_disconnects() {
     assert_eq!(m["name"], "demo");
     assert_eq!(m["backbone"], "efficientnet_lite0");
     assert!(m["threshold"].is_number() && m["bank_rows"].as_u64().unwrap() > 0);
+}
 
-    // Raw body, then multipart, then with the heatmap as an overlay and as a map.
-    let bad = fx.image(false);
-    let good = fx.image(true);
+/// Raw body, then multipart, then with the heatmap as an overlay and as a map.
+fn check_predict_forms(s: &Server, bad: &[u8], good: &[u8]) {
     let r = s.post(
         "/v1/models/demo/predict",
         &[("Content-Type", "image/png")],
-        &bad,
+        bad,
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
@@ -46,7 +55,7 @@ fn api_bad_inputs_and_disconnects() {
         assert!(j["timings_ms"][k].is_number(), "timing {k}");
     }
     assert!(j.get("heatmap").is_none());
-    let (ct, body) = multipart("image", "good.png", &good);
+    let (ct, body) = multipart("image", "good.png", good);
     let r = s.post(
         "/v1/models/demo/predict?heatmap=overlay",
         &[("Content-Type", &ct)],
@@ -63,10 +72,12 @@ fn api_bad_inputs_and_disconnects() {
         .unwrap();
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!((img.width(), img.height()), (224, 224));
-    let r = s.post("/v1/models/demo/predict?heatmap=png", &[], &bad);
+    let r = s.post("/v1/models/demo/predict?heatmap=png", &[], bad);
     assert_eq!(r.json()["heatmap"]["kind"], "png");
+}
 
-    // Bad input: each a 4xx with the reason; the service keeps serving.
+/// Bad input: each a 4xx with the reason; the service keeps serving.
+fn check_bad_inputs(s: &Server, bad: &[u8]) {
     // (what, body, headers, expected status, words of the reason)
     type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, String)>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -117,20 +128,22 @@ fn api_bad_inputs_and_disconnects() {
         assert_eq!(r.status, *status, "{what}: {}", r.text());
         assert!(r.text().contains(reason), "{what}: {}", r.text());
     }
-    assert_eq!(s.post("/v1/models/nope/predict", &[], &bad).status, 404);
+    assert_eq!(s.post("/v1/models/nope/predict", &[], bad).status, 404);
     assert_eq!(
-        s.post("/v1/models/demo/predict?heatmap=jpeg", &[], &bad)
+        s.post("/v1/models/demo/predict?heatmap=jpeg", &[], bad)
             .status,
         400
     );
     // No route takes a path: a traversal attempt is just an unknown model or route.
     assert_eq!(
-        s.post("/v1/models/..%2F..%2Fetc%2Fpasswd/predict", &[], &bad)
+        s.post("/v1/models/..%2F..%2Fetc%2Fpasswd/predict", &[], bad)
             .status,
         404
     );
+}
 
-    // A client that disconnects mid-upload costs nothing lasting.
+/// A client that disconnects mid-upload costs nothing lasting.
+fn check_disconnects(s: &Server, bad: &[u8]) {
     for _ in 0..5 {
         let mut c = TcpStream::connect(s.addr).unwrap();
         write!(
@@ -142,9 +155,12 @@ fn api_bad_inputs_and_disconnects() {
         drop(c);
     }
     std::thread::sleep(Duration::from_millis(200));
-    let r = s.post("/v1/models/demo/predict", &[], &bad);
+    let r = s.post("/v1/models/demo/predict", &[], bad);
     assert_eq!(r.status, 200, "still serving: {}", r.text());
+}
 
+/// The counters the calls above must have left.
+fn check_metrics(s: &Server) {
     let metrics = s.get("/metrics").text();
     for needle in [
         "patchcore_requests_total{route=\"predict\",code=\"200\"}",

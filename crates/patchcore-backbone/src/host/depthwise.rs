@@ -43,31 +43,21 @@ patchcore_core::multiversion! {
     }
 }
 
+/// Writes the zero-padded `plane` into `scratch` split into `s` column phases: phase p holds
+/// padded columns p, p + s, p + 2s, ..., so tap (ky, kx) of output row oy reads the contiguous
+/// run phase[kx % s][oy * s + ky][kx / s ..][..wo].
 #[inline(always)]
-fn depthwise_plane_body(
-    g: &DwGeometry,
-    plane: &[f32],
-    wk: &[f32],
-    bias: f32,
-    scratch: &mut [f32],
-    out: &mut [f32],
-) {
+fn split_phases(g: &DwGeometry, plane: &[f32], scratch: &mut [f32]) {
     let DwGeometry {
         h,
         w,
-        k,
         s,
         pt,
         pl,
         hp,
         wph,
-        wo,
-        act,
         ..
     } = *g;
-    // The zero-padded plane split into `s` column phases: phase p holds padded columns
-    // p, p + s, p + 2s, ..., so tap (ky, kx) of output row oy reads the contiguous run
-    // phase[kx % s][oy * s + ky][kx / s ..][..wo].
     scratch.fill(0.0);
     for y in 0..h {
         let row = &plane[y * w..(y + 1) * w];
@@ -88,6 +78,27 @@ fn depthwise_plane_body(
             }
         }
     }
+}
+
+#[inline(always)]
+fn depthwise_plane_body(
+    g: &DwGeometry,
+    plane: &[f32],
+    wk: &[f32],
+    bias: f32,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let DwGeometry {
+        k,
+        s,
+        hp,
+        wph,
+        wo,
+        act,
+        ..
+    } = *g;
+    split_phases(g, plane, scratch);
     // Outputs are computed in runs of LANES, each accumulated in registers over all k*k taps
     // and stored once; JOBS runs at a time so that their add chains overlap. The phases are
     // wide enough (`wph` is rounded up by the caller) for the last run of a row to read LANES

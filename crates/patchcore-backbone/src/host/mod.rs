@@ -231,39 +231,7 @@ impl HostConv {
         for img in 0..x.n {
             let src = &x.data[img * cin * h * w..(img + 1) * cin * h * w];
             if !direct {
-                col.par_chunks_mut(hw_out).enumerate().for_each(|(r, row)| {
-                    let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-                    let plane = &src[ci * h * w..(ci + 1) * h * w];
-                    // Output columns whose input column ox*s + kx - pl lies inside the image.
-                    let ox_lo = pl.saturating_sub(kx).div_ceil(s).min(wo);
-                    let ox_hi = if w + pl > kx {
-                        ((w + pl - kx - 1) / s + 1).min(wo)
-                    } else {
-                        0
-                    }
-                    .max(ox_lo);
-                    for (oy, dst) in row.chunks_exact_mut(wo).enumerate() {
-                        let iy = oy * s + ky;
-                        if iy < pt || iy - pt >= h || ox_lo == ox_hi {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let irow = &plane[(iy - pt) * w..(iy - pt + 1) * w];
-                        dst[..ox_lo].fill(0.0);
-                        dst[ox_hi..].fill(0.0);
-                        let x0 = ox_lo * s + kx - pl;
-                        if s == 1 {
-                            dst[ox_lo..ox_hi].copy_from_slice(&irow[x0..x0 + (ox_hi - ox_lo)]);
-                        } else {
-                            for (d, &v) in dst[ox_lo..ox_hi]
-                                .iter_mut()
-                                .zip(irow[x0..].iter().step_by(s))
-                            {
-                                *d = v;
-                            }
-                        }
-                    }
-                });
+                im2col(src, col, (h, w), (ho, wo), (k, s), (pt, pl));
             }
             let rhs: &[f32] = if direct { src } else { col };
             // SAFETY: this image's cout x hw_out block of `out`'s capacity, row-major; the
@@ -570,6 +538,52 @@ fn epilogue_body(row: &mut [f32], bias: f32, act: Act, residual: Option<&[f32]>)
             }
         }
     }
+}
+
+/// Unfolds one image `src` (`[cin, h, w]`) into `col` (`[cin*k*k, ho*wo]`): row `(ci, ky, kx)`
+/// holds, for each output position, the input value under that kernel tap (zero where the tap
+/// falls in the padding `pt` rows above / `pl` columns left of the image). Writes every element.
+fn im2col(
+    src: &[f32],
+    col: &mut [f32],
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+    (k, s): (usize, usize),
+    (pt, pl): (usize, usize),
+) {
+    col.par_chunks_mut(ho * wo).enumerate().for_each(|(r, row)| {
+        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+        let plane = &src[ci * h * w..(ci + 1) * h * w];
+        // Output columns whose input column ox*s + kx - pl lies inside the image.
+        let ox_lo = pl.saturating_sub(kx).div_ceil(s).min(wo);
+        let ox_hi = if w + pl > kx {
+            ((w + pl - kx - 1) / s + 1).min(wo)
+        } else {
+            0
+        }
+        .max(ox_lo);
+        for (oy, dst) in row.chunks_exact_mut(wo).enumerate() {
+            let iy = oy * s + ky;
+            if iy < pt || iy - pt >= h || ox_lo == ox_hi {
+                dst.fill(0.0);
+                continue;
+            }
+            let irow = &plane[(iy - pt) * w..(iy - pt + 1) * w];
+            dst[..ox_lo].fill(0.0);
+            dst[ox_hi..].fill(0.0);
+            let x0 = ox_lo * s + kx - pl;
+            if s == 1 {
+                dst[ox_lo..ox_hi].copy_from_slice(&irow[x0..x0 + (ox_hi - ox_lo)]);
+            } else {
+                for (d, &v) in dst[ox_lo..ox_hi]
+                    .iter_mut()
+                    .zip(irow[x0..].iter().step_by(s))
+                {
+                    *d = v;
+                }
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@ use patchcore_core::{Error, Progress, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::projection::{ProjDim, Projection};
 use crate::{SampleSize, Sampler};
@@ -194,7 +193,8 @@ pub fn covering_radius(points: ArrayView2<'_, f32>, selected: &[usize]) -> f32 {
 }
 
 /// Which greedy k-center algorithm a [`GreedyCoreset`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum GreedyVariant {
     /// [`greedy_k_center`]: exact, one full pass over the bank per pick.
     Plain,
