@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore::core::{Error, NoProgress, Progress, Result};
 use patchcore::data::MvtecCategory;
-use patchcore::nn::{IndexBuilder, NearestNeighborIndex, Neighbors};
-use patchcore::model::{Config, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder};
 use patchcore::eval::{EvaluateOptions, evaluate_with};
+use patchcore::model::{Config, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::nn::{IndexBuilder, NearestNeighborIndex, Neighbors};
 use patchcore::sampler::{SampleSize, Sampler};
 
 /// SplitMix64: a small seeded generator, enough for D² sampling.

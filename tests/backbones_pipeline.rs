@@ -2,9 +2,9 @@
 
 use ndarray::Array2;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::model::config::expand_home;
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, combine_members, evaluate};
+use patchcore::model::Config;
+use patchcore::model::config::expand_home;
 
 fn tiny_data() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();

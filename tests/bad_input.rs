@@ -8,8 +8,8 @@ use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use patchcore::core::Error;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{ImageLimits, MvtecCategory, load_rgb, load_rgb_with};
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, evaluate};
+use patchcore::model::Config;
 
 fn rgb(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {

@@ -10,9 +10,9 @@ use ndarray::{Array2, ArrayView2};
 use patchcore::core::{Error, NoProgress, PatchFeatures, Progress, Result};
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::nn::{ExactBuilder, IndexBuilder, IndexParams, NearestNeighborIndex};
 use patchcore::model::model_file::{self, MODEL_FORMAT_VERSION};
 use patchcore::model::{Config, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder};
+use patchcore::nn::{ExactBuilder, IndexBuilder, IndexParams, NearestNeighborIndex};
 use patchcore::sampler::{RandomSampler, SampleSize, Sampler, SamplerParams};
 use patchcore::score::{ImageScore, PatchCoreScorer, Scorer};
 
@@ -119,7 +119,15 @@ fn the_streamed_fit_uses_the_sampler_it_was_given() {
         .sampler(Box::new(counting(0.05)))
         .build()
         .unwrap();
-    assert_eq!(in_memory.fit(&cat.train, &NoProgress).unwrap().fit_stats().unwrap().chunks, 1);
+    assert_eq!(
+        in_memory
+            .fit(&cat.train, &NoProgress)
+            .unwrap()
+            .fit_stats()
+            .unwrap()
+            .chunks,
+        1
+    );
 }
 
 #[test]
@@ -191,7 +199,6 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
             ..Default::default()
         },
     )
-    
     .expect_err("another index refused");
     assert!(wrong.to_string().contains("my_exact"), "{wrong}");
 
@@ -221,7 +228,11 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
         },
     )
     .unwrap();
-    let e = refit.unfit().fit(&cat.train, &NoProgress).unwrap_err().to_string();
+    let e = refit
+        .unfit()
+        .fit(&cat.train, &NoProgress)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("counting_random"), "{e}");
 
     // An index builder for a model whose index the file describes is refused.
@@ -236,7 +247,6 @@ fn custom_sampler_and_index_are_recorded_and_the_index_must_be_supplied() {
             ..Default::default()
         },
     )
-    
     .expect_err("builder refused for a described index");
     assert!(e.to_string().contains("exact"), "{e}");
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use patchcore::core::Error;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
 use patchcore::data::{MvtecCategory, TrainLimit, list_images};
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, evaluate, open_categories};
+use patchcore::model::Config;
 
 const MODEL: &str = r#"
 [backbone]

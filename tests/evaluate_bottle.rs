@@ -1,8 +1,8 @@
 //! The real pipeline on MVTec AD bottle (`<shared>/datasets/mvtec_ad_256`), default config.
 //! Fails loudly when the data set is missing.
 
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, evaluate};
+use patchcore::model::Config;
 use patchcore_testkit::shared_dir;
 
 #[test]

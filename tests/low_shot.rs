@@ -1,8 +1,8 @@
 //! The low-shot protocol from its config file, on a small generated data set.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, evaluate};
+use patchcore::model::Config;
 
 #[test]
 fn low_shot_protocol_reports_mean_and_spread_per_size() {

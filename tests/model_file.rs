@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use patchcore::core::{Error, NoProgress};
+use patchcore::eval::{EvaluateOptions, FitOptions, evaluate, fit_model};
 use patchcore::model::model_file::{
     self, BackboneIdentity, CHECKSUM_KEY, HEADER_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
     ModelHeader,
 };
 use patchcore::model::{Config, FittedPatchCore, LoadOptions};
-use patchcore::eval::{EvaluateOptions, FitOptions, evaluate, fit_model};
 use patchcore_testkit::shared_dir;
 
 fn bottle_root() -> PathBuf {
@@ -100,7 +100,6 @@ fn fit_save_load_predict_reproduces_evaluate_exactly_on_bottle() {
             ..Default::default()
         },
     )
-    
     .expect_err("other weights refused");
     let msg = err.to_string();
     assert!(msg.contains("bottle.patchcore"), "{msg}");

@@ -2,8 +2,8 @@
 //! and memory fields are removed.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, Report, evaluate};
+use patchcore::model::Config;
 
 const VOLATILE: [&str; 6] = [
     "test_stage_seconds",

@@ -3,8 +3,8 @@
 //! values and the bootstrap intervals, in json, md and html.
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::model::Config;
 use patchcore::eval::{CategoryResult, EvaluateOptions, evaluate};
+use patchcore::model::Config;
 
 fn run(cfg: &Config, data: &std::path::Path, out: Option<&std::path::Path>) -> CategoryResult {
     let report = evaluate(
@@ -34,7 +34,8 @@ fn every_seed_of_a_multi_seed_run_equals_its_own_run() {
     cfg.sampler
         .set_size(patchcore::sampler::SampleSize::Ratio(0.02))
         .unwrap();
-    cfg.protocol.set("bootstrap_resamples", toml::Value::Integer(200));
+    cfg.protocol
+        .set("bootstrap_resamples", toml::Value::Integer(200));
     cfg.seeds = Some(vec![3, 4, 5]);
     let out = tempfile::tempdir().unwrap();
     let all = run(&cfg, data.path(), Some(out.path()));

@@ -5,8 +5,8 @@
 use patchcore::core::NoProgress;
 use patchcore::data::MvtecCategory;
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::nn::{ExactIndex, NearestNeighborIndex};
 use patchcore::model::{Config, FittedPatchCore, PatchCore};
+use patchcore::nn::{ExactIndex, NearestNeighborIndex};
 
 fn config(bound_mb: usize) -> Config {
     Config::from_toml_str(

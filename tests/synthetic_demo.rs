@@ -2,8 +2,8 @@
 //! meaningful demo (image AUROC >= 0.9).
 
 use patchcore::data::synthetic::{SyntheticSpec, generate};
-use patchcore::model::Config;
 use patchcore::eval::{EvaluateOptions, evaluate};
+use patchcore::model::Config;
 
 #[test]
 fn synthetic_demo_is_detected() {

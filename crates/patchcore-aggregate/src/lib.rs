@@ -58,7 +58,10 @@ fn grid_of(maps: &[Array4<f32>]) -> Result<(usize, usize, usize)> {
             )));
         }
         if m.dim().2 == 0 || m.dim().3 == 0 {
-            return Err(Error::Shape(format!("map {l} has an empty grid {:?}", m.dim())));
+            return Err(Error::Shape(format!(
+                "map {l} has an empty grid {:?}",
+                m.dim()
+            )));
         }
     }
     Ok((b, h, w))

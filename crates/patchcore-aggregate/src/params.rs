@@ -110,7 +110,10 @@ fn d_embed() -> usize {
 /// Tagged by `kind` (default `locally_aware`); each variant holds its aggregator's parameters.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum AggregatorParams {
     /// Neighbourhood average of each map, deeper maps upsampled, concatenated (anomalib).
     LocallyAware(LocallyAwareParams),

@@ -114,7 +114,10 @@ fn batches_aggregate_image_by_image() {
         assert_eq!(two.batch, 2);
         let n = one.features.nrows();
         assert_eq!(two.features.slice(ndarray::s![..n, ..]), one.features);
-        assert_eq!(two.features.slice(ndarray::s![n.., ..]), one.features.mapv(|v| -v));
+        assert_eq!(
+            two.features.slice(ndarray::s![n.., ..]),
+            one.features.mapv(|v| -v)
+        );
     }
 }
 

@@ -102,22 +102,22 @@ impl Block {
 /// Every tensor of the checkpoint but the classifier's must have been used.
 fn check_no_leftover(map: &TensorMap, variant: LiteVariant) -> Result<()> {
     let leftover: Vec<&String> = map
-    .tensors
-    .keys()
-    .filter(|k| !k.starts_with("_fc."))
-    .collect();
-if !leftover.is_empty() {
-    return Err(Error::Weights {
-    path: map.path.clone(),
-    message: format!(
-        "{} tensors are not part of {} (first: {:?}); the file is for another \
+        .tensors
+        .keys()
+        .filter(|k| !k.starts_with("_fc."))
+        .collect();
+    if !leftover.is_empty() {
+        return Err(Error::Weights {
+            path: map.path.clone(),
+            message: format!(
+                "{} tensors are not part of {} (first: {:?}); the file is for another \
          architecture",
-        leftover.len(),
-        variant.name(),
-        &leftover[..leftover.len().min(3)]
-    ),
-    });
-}
+                leftover.len(),
+                variant.name(),
+                &leftover[..leftover.len().min(3)]
+            ),
+        });
+    }
     Ok(())
 }
 

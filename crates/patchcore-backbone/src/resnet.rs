@@ -374,7 +374,7 @@ fn check_state_dict(spec: &ResNetSpec, map: &mut TensorMap, deepest: usize) -> R
             ),
         });
     }
-Ok(())
+    Ok(())
 }
 
 impl ResNet {

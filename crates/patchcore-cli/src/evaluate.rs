@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use patchcore_core::{Error, Result};
 use patchcore_data::synthetic::{SyntheticSpec, generate};
-use patchcore_model::config::DataSource;
 use patchcore_eval::{EvaluateOptions, Report, evaluate};
 use patchcore_model::Config;
+use patchcore_model::config::DataSource;
 
 /// The command line of `patchcore evaluate`.
 #[derive(clap::Args)]
@@ -147,14 +147,12 @@ fn print_categories(report: &Report) {
         "{:<24} {:>17} {:>18} {:>17} {:>9} {:>14}",
         "category", "image AUROC", "95% CI", "pixel AUROC", "fit (s)", "infer (ms/img)"
     );
-    let pm = |c: &patchcore_eval::CategoryResult, k: &str, v: Option<f64>| match (
-        c.spread.get(k),
-        v,
-    ) {
-        (Some(s), _) if s.values.len() > 1 => format!("{:.4} ± {:.4}", s.mean, s.std),
-        (_, Some(v)) => format!("{v:.4}"),
-        _ => "absent".into(),
-    };
+    let pm =
+        |c: &patchcore_eval::CategoryResult, k: &str, v: Option<f64>| match (c.spread.get(k), v) {
+            (Some(s), _) if s.values.len() > 1 => format!("{:.4} ± {:.4}", s.mean, s.std),
+            (_, Some(v)) => format!("{v:.4}"),
+            _ => "absent".into(),
+        };
     for (name, c) in &report.categories {
         println!(
             "{:<24} {:>17} {:>18} {:>17} {:>9.1} {:>14.1}",

@@ -43,6 +43,28 @@ pub struct Args {
     /// (SIGHUP checks at once).
     #[arg(long, default_value_t = 2000)]
     pub reload_interval_ms: u64,
+    /// A request head (and a keep-alive connection's next one) must arrive within this many
+    /// ms, or the connection is closed [default: 10000].
+    #[arg(long)]
+    pub header_timeout_ms: Option<u64>,
+    /// A body may take this many ms regardless of its rate [default: 5000].
+    #[arg(long)]
+    pub body_grace_ms: Option<u64>,
+    /// Bytes per second a body must average after the grace period, else 408 [default:
+    /// 32768; 0 = no limit].
+    #[arg(long)]
+    pub body_min_rate: Option<u64>,
+    /// Memory the image decodes in progress may reserve together, in MiB; an image that
+    /// needs more than all of it is refused (413) [default: 1024].
+    #[arg(long)]
+    pub decode_budget_mb: Option<u64>,
+    /// Open connections at most; more wait in the listen backlog [default: 1024].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, how long open connections may finish before they are closed, in ms
+    /// [default: 10000].
+    #[arg(long)]
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// Runs the command until SIGTERM or Ctrl-C.
@@ -58,8 +80,9 @@ pub fn run(args: &Args) -> Result<()> {
             args.bind
         );
     }
+    let defaults = ServeOptions::new(&args.models);
+    let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
     let opts = ServeOptions {
-        models_dir: args.models.clone(),
         token,
         device: args.device.as_deref().map(str::parse).transpose()?,
         weights: args.weights.clone(),
@@ -70,6 +93,15 @@ pub fn run(args: &Args) -> Result<()> {
         },
         max_body_bytes: args.max_body_bytes,
         reload_interval: Duration::from_millis(args.reload_interval_ms.max(100)),
+        header_timeout: ms(args.header_timeout_ms, defaults.header_timeout),
+        body_grace: ms(args.body_grace_ms, defaults.body_grace),
+        body_min_rate: args.body_min_rate.unwrap_or(defaults.body_min_rate),
+        decode_budget_bytes: args
+            .decode_budget_mb
+            .map_or(defaults.decode_budget_bytes, |mb| mb << 20),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+        drain_timeout: ms(args.drain_timeout_ms, defaults.drain_timeout),
+        ..defaults
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use patchcore_core::{Error, Result};
-use patchcore_model::Config;
 use patchcore_eval::sweep::{
     PlotSpec, SweepOptions, SweepSpec, merge, parse_seeds, plan, run_sweep, write_tables,
 };
+use patchcore_model::Config;
 
 /// The command line of `patchcore sweep`.
 #[derive(clap::Args)]

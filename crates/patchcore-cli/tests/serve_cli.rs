@@ -137,3 +137,40 @@ fn sighup_reloads_and_sigterm_drains_then_exits() {
     assert!(status.success(), "exit status {status}");
     assert!(TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn sigterm_with_a_stalled_client_exits_0_within_the_drain_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fit_demo(d);
+    let (mut child, addr) = spawn_serve(d, &["--drain-timeout-ms", "1000"]);
+    assert_eq!(request(addr, "GET", "/readyz", &[], b"").status, 200);
+    // A head that never ends, and a body that never ends.
+    let mut head = TcpStream::connect(addr).unwrap();
+    head.write_all(b"POST /v1/models/a/predict HTTP/1.1\r\nHost: x\r\nX-Partial: ab")
+        .unwrap();
+    let mut body = TcpStream::connect(addr).unwrap();
+    body.write_all(
+        b"POST /v1/models/a/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    kill(child.id(), "-TERM");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(8) {
+            let _ = child.kill();
+            panic!("still running {:?} after SIGTERM", t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}

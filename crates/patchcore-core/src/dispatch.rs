@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 pub fn avx2() -> bool {
     static AVX2: OnceLock<bool> = OnceLock::new();
     *AVX2.get_or_init(|| {
-        let forced = std::env::var("PATCHCORE_FORCE_BASELINE")
-            .is_ok_and(|v| !v.is_empty() && v != "0");
+        let forced =
+            std::env::var("PATCHCORE_FORCE_BASELINE").is_ok_and(|v| !v.is_empty() && v != "0");
         !forced && cpu_has_avx2()
     })
 }

@@ -90,28 +90,49 @@ impl std::fmt::Display for ImageRejection {
     }
 }
 
-/// Decodes image bytes under `limits`: the format and the dimensions are checked from the
-/// header before any pixel is decoded, and the decoder may not allocate beyond them.
-pub fn decode_bytes(
+/// What an image's header says, read before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageProbe {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes the decoder allocates for the pixels in their own format (e.g. 6 per pixel for
+    /// 16-bit RGB).
+    pub decoded_bytes: u64,
+    /// Bytes [`decode_rgb_bytes`] holds at its peak: the decoded pixels plus their 8-bit RGB
+    /// copy where the format is not already 8-bit RGB.
+    pub peak_rgb_bytes: u64,
+}
+
+fn reader(
+    bytes: &[u8],
+) -> std::result::Result<image::ImageReader<std::io::Cursor<&[u8]>>, ImageRejection> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageRejection::BadHeader(e.to_string()))
+}
+
+/// Reads the format, the dimensions and the pixel format from the header and checks them
+/// against `limits`; decodes nothing. A service budgets memory with
+/// [`ImageProbe::peak_rgb_bytes`] before calling [`decode_rgb_bytes`].
+pub fn probe_bytes(
     bytes: &[u8],
     limits: &ImageLimits,
-) -> std::result::Result<DynamicImage, ImageRejection> {
+) -> std::result::Result<ImageProbe, ImageRejection> {
+    use image::ImageDecoder as _;
     if bytes.is_empty() {
         return Err(ImageRejection::Empty);
     }
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| ImageRejection::BadHeader(e.to_string()))
-    };
-    let r = reader()?;
+    let r = reader(bytes)?;
     if r.format().is_none() {
         return Err(ImageRejection::UnknownFormat);
     }
-    let (width, height) = r.into_dimensions().map_err(|e| match e {
+    let decoder = r.into_decoder().map_err(|e| match e {
         image::ImageError::Unsupported(_) => ImageRejection::UnknownFormat,
         e => ImageRejection::BadHeader(e.to_string()),
     })?;
+    let (width, height) = decoder.dimensions();
     if (width as u64) * (height as u64) > limits.max_pixels {
         return Err(ImageRejection::TooLarge {
             width,
@@ -126,7 +147,29 @@ pub fn decode_bytes(
             min_side: limits.min_side,
         });
     }
-    let mut r = reader()?;
+    let decoded_bytes = decoder.total_bytes();
+    let rgb8 = width as u64 * height as u64 * 3;
+    let peak_rgb_bytes = if decoder.color_type() == image::ColorType::Rgb8 {
+        decoded_bytes
+    } else {
+        decoded_bytes + rgb8
+    };
+    Ok(ImageProbe {
+        width,
+        height,
+        decoded_bytes,
+        peak_rgb_bytes,
+    })
+}
+
+/// Decodes image bytes under `limits`: the format and the dimensions are checked from the
+/// header before any pixel is decoded, and the decoder may not allocate beyond them.
+pub fn decode_bytes(
+    bytes: &[u8],
+    limits: &ImageLimits,
+) -> std::result::Result<DynamicImage, ImageRejection> {
+    let ImageProbe { width, height, .. } = probe_bytes(bytes, limits)?;
+    let mut r = reader(bytes)?;
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(width);
     lim.max_image_height = Some(height);
@@ -212,13 +255,21 @@ impl Geometry {
         ((self.resize - self.crop) as f32 / 2.0).round() as u32
     }
 
-    /// Resized and cropped RGB image (what the network sees, before normalisation).
-    pub fn apply_rgb(&self, img: &RgbImage) -> RgbImage {
-        let resized = if img.dimensions() == (self.resize, self.resize) {
+    /// The first half of [`Geometry::apply_rgb`]: the image resized to `resize x resize`
+    /// (bilinear; unchanged, copied, when it already has that size). `apply_rgb` of the
+    /// result equals `apply_rgb` of the original, bit for bit: a service can hold this
+    /// instead of a full-size decode until the model takes it.
+    pub fn resize_rgb(&self, img: &RgbImage) -> RgbImage {
+        if img.dimensions() == (self.resize, self.resize) {
             img.clone()
         } else {
             imageops::resize(img, self.resize, self.resize, FilterType::Triangle)
-        };
+        }
+    }
+
+    /// Resized and cropped RGB image (what the network sees, before normalisation).
+    pub fn apply_rgb(&self, img: &RgbImage) -> RgbImage {
+        let resized = self.resize_rgb(img);
         let o = self.offset();
         imageops::crop_imm(&resized, o, o, self.crop, self.crop).to_image()
     }
@@ -249,5 +300,57 @@ impl Geometry {
             .pixels()
             .map(|p| u8::from(p.0[0] > 127))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn probe_reads_the_pixel_format_without_decoding() {
+        let limits = ImageLimits::default();
+        let rgb8 = png(DynamicImage::ImageRgb8(RgbImage::new(40, 50)));
+        let p = probe_bytes(&rgb8, &limits).unwrap();
+        assert_eq!((p.width, p.height), (40, 50));
+        assert_eq!((p.decoded_bytes, p.peak_rgb_bytes), (6000, 6000));
+        let rgb16 = png(DynamicImage::ImageRgb16(image::ImageBuffer::new(40, 50)));
+        let p = probe_bytes(&rgb16, &limits).unwrap();
+        assert_eq!((p.decoded_bytes, p.peak_rgb_bytes), (12_000, 18_000));
+        let gray = png(DynamicImage::ImageLuma8(GrayImage::new(40, 50)));
+        assert_eq!(
+            probe_bytes(&gray, &limits).unwrap().peak_rgb_bytes,
+            2000 + 6000
+        );
+        let tiny = ImageLimits {
+            max_pixels: 1999,
+            min_side: 1,
+        };
+        assert!(matches!(
+            probe_bytes(&rgb8, &tiny),
+            Err(ImageRejection::TooLarge { .. })
+        ));
+        assert_eq!(probe_bytes(b"", &limits), Err(ImageRejection::Empty));
+        assert_eq!(
+            probe_bytes(b"plain text", &limits),
+            Err(ImageRejection::UnknownFormat)
+        );
+    }
+
+    #[test]
+    fn resizing_first_gives_the_same_network_input() {
+        let g = Geometry::new(64, 56).unwrap();
+        let img = RgbImage::from_fn(97, 61, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (x * y) as u8, (y * 3) as u8])
+        });
+        let held = g.resize_rgb(&img);
+        assert_eq!(held.dimensions(), (64, 64));
+        assert_eq!(g.apply_rgb(&held), g.apply_rgb(&img));
     }
 }

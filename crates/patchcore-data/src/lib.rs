@@ -17,8 +17,8 @@ mod sources;
 pub mod synthetic;
 
 pub use geometry::{
-    Geometry, IMAGENET_MEAN, IMAGENET_STD, ImageLimits, ImageRejection, decode_bytes,
-    decode_rgb_bytes, load_mask, load_rgb, load_rgb_with,
+    Geometry, IMAGENET_MEAN, IMAGENET_STD, ImageLimits, ImageProbe, ImageRejection, decode_bytes,
+    decode_rgb_bytes, load_mask, load_rgb, load_rgb_with, probe_bytes,
 };
 pub use mvtec::{
     IMAGE_EXTENSIONS, MvtecCategory, TestSample, TrainLimit, discover_categories, list_images,

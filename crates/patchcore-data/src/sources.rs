@@ -215,7 +215,12 @@ pub fn open_folder(
     let (mut unmasked, mut seen) = (Vec::new(), HashMap::new());
     for d in &spec.abnormal_dirs {
         let d = abs(d);
-        test.extend(abnormal_samples(&d, masks.as_ref(), &mut seen, &mut unmasked)?);
+        test.extend(abnormal_samples(
+            &d,
+            masks.as_ref(),
+            &mut seen,
+            &mut unmasked,
+        )?);
     }
     check_partial_masks(&unmasked, allow_partial_masks)?;
     let cat = MvtecCategory {

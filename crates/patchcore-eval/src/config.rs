@@ -71,7 +71,6 @@ impl Default for ProtocolConfig {
     }
 }
 
-
 impl ProtocolConfig {
     /// The `[protocol]` section of `cfg`, parsed and checked (errors name the key).
     pub fn of(cfg: &Config) -> Result<Self> {

@@ -145,7 +145,10 @@ impl IndexBuilder for LinfaBuilder {
 /// turns it into the [`IndexBuilder`] it describes.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum IndexParams {
     /// Exact k-NN by blocked GEMM ([`ExactIndex`]), the default.
     Exact {},

@@ -182,9 +182,9 @@ impl PyPatchCore {
             py.detach(|| unfitted.fit(&paths, &NoProgress))
         } else {
             match decode(args, limits) {
-                Ok(decoded) => py.detach(|| {
-                    unfitted.fit_source(TrainImages::Decoded(&decoded), &NoProgress)
-                }),
+                Ok(decoded) => {
+                    py.detach(|| unfitted.fit_source(TrainImages::Decoded(&decoded), &NoProgress))
+                }
                 Err(e) => {
                     self.inner = Some(Model::Unfitted(unfitted));
                     return Err(e);
@@ -195,12 +195,17 @@ impl PyPatchCore {
             Ok(f) => f,
             Err(e) => {
                 // The failed fit took the model: rebuild it from its config.
-                let rebuilt = py.detach(|| PatchCore::from_config(&config)).map_err(to_py)?;
+                let rebuilt = py
+                    .detach(|| PatchCore::from_config(&config))
+                    .map_err(to_py)?;
                 self.inner = Some(Model::Unfitted(rebuilt));
                 return Err(to_py(e));
             }
         };
-        let stats = fitted.fit_stats().cloned().expect("a fit records its stats");
+        let stats = fitted
+            .fit_stats()
+            .cloned()
+            .expect("a fit records its stats");
         self.inner = Some(Model::Fitted(fitted));
         let d = pyo3::types::PyDict::new(py);
         d.set_item("num_images", stats.num_images)?;

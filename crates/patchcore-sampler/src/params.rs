@@ -17,10 +17,16 @@ use crate::{IdentitySampler, RandomSampler, SampleSize, Sampler};
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct SizeParams {
     /// Fraction of the bank to keep, in (0, 1].
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep (>= 1).
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub count: Option<usize>,
 }
 
@@ -113,10 +119,16 @@ fn check_density(d: f64) -> Result<()> {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct GreedyParams {
     /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub count: Option<usize>,
     /// "pruned" (default) or "plain", which select the same rows, or "partitioned" (blocks of
     /// about `block_picks` picks; not the exact selection).
@@ -151,10 +163,16 @@ pub struct GreedyParams {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ApproximateGreedyParams {
     /// Fraction of the bank to keep, in (0, 1]. Exactly one of `ratio` and `count`.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ratio: Option<f64>,
     /// Absolute number of rows to keep.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub count: Option<usize>,
     /// Number of random start rows (official default 10).
     #[cfg_attr(feature = "serde", serde(default = "d_starts"))]
@@ -257,9 +275,11 @@ impl GreedyParams {
             return Err(Error::config("sampler.block_picks", "must be at least 1"));
         }
         check_density(self.sparse_density)?;
-        Ok(GreedyCoreset::new(self.size_params().check()?, self.variant())?
-            .with_projection(self.projection())?
-            .with_always_project(self.projection_always))
+        Ok(
+            GreedyCoreset::new(self.size_params().check()?, self.variant())?
+                .with_projection(self.projection())?
+                .with_always_project(self.projection_always),
+        )
     }
 }
 
@@ -301,7 +321,10 @@ impl ApproximateGreedyParams {
 /// kind (`approx_starts` under `greedy_coreset`) is an error.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum SamplerParams {
     /// Exact greedy k-center (paper §3.2); `greedy` picks the algorithm.
     GreedyCoreset(GreedyParams),
@@ -483,9 +506,8 @@ mod tests {
     #[cfg(feature = "serde")]
     #[test]
     fn keys_of_another_kind_are_refused() {
-        let greedy: std::result::Result<SamplerParams, _> = serde_json::from_str(
-            r#"{"kind": "greedy_coreset", "ratio": 0.1, "approx_starts": 3}"#,
-        );
+        let greedy: std::result::Result<SamplerParams, _> =
+            serde_json::from_str(r#"{"kind": "greedy_coreset", "ratio": 0.1, "approx_starts": 3}"#);
         assert!(greedy.unwrap_err().to_string().contains("approx_starts"));
         let approx: std::result::Result<SamplerParams, _> = serde_json::from_str(
             r#"{"kind": "approximate_greedy_coreset", "ratio": 0.1, "greedy": "plain"}"#,

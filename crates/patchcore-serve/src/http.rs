@@ -1,23 +1,24 @@
-//! Routes, authentication and error responses.
+//! Routes, authentication, request checks and the metrics of every answer.
 
-use std::io::Cursor;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use patchcore_data::{ImageRejection, decode_rgb_bytes};
-use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::oneshot;
+use sha2::{Digest, Sha256};
 
+use crate::body::BodyPolicy;
+use crate::conn::ConflictingFraming;
+use crate::error::{ApiError, ErrorKind};
 use crate::metrics::Metrics;
-use crate::registry::{Job, Refused, Registry, Scored, Served};
+use crate::predict::predict;
+use crate::registry::{Registry, Served};
 
 /// Shared state of the routes.
 pub struct AppState {
@@ -26,73 +27,26 @@ pub struct AppState {
     pub token: Option<String>,
     /// Decodes at once, at most one per core: more only adds threads and memory.
     pub decoders: Arc<tokio::sync::Semaphore>,
+    /// How request bodies must arrive.
+    pub body: BodyPolicy,
+    /// The decode budget in KiB, shared by every model: each decode reserves its peak
+    /// memory (read from the image header) until the full-size image is dropped.
+    pub budget: Arc<tokio::sync::Semaphore>,
+    /// The whole budget in KiB.
+    pub budget_kib: u32,
 }
 
 /// The web page, compiled in.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 
-/// An error response: a status, a kind for the metrics and a reason for the client.
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(json!({"error": self.kind, "message": self.message})),
-        )
-            .into_response();
-        if let Some(s) = self.retry_after {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        r.extensions_mut().insert(ErrorKind(self.kind));
-        r
-    }
-}
-
-/// The error kind of a response, read back by the metrics layer.
-#[derive(Clone, Copy)]
-struct ErrorKind(&'static str);
-
-/// The status and kind of an image the decoder refused.
-fn rejection(r: ImageRejection) -> ApiError {
-    let status = match r {
-        ImageRejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        ImageRejection::UnknownFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ImageRejection::TooSmall { .. } | ImageRejection::Corrupt(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        ImageRejection::Empty | ImageRejection::BadHeader(_) => StatusCode::BAD_REQUEST,
-    };
-    let kind = match r {
-        ImageRejection::TooLarge { .. } => "image_too_large",
-        _ => "bad_image",
-    };
-    ApiError::new(status, kind, r.to_string())
-}
-
-/// Byte-wise comparison whose time does not depend on where the inputs differ.
+/// Equality whose time depends on neither where the inputs differ nor whether their lengths
+/// do: the SHA-256 digests (fixed length) are compared byte by byte without an early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Whether the request carries the token: `Authorization: Bearer <token>`, or (for browsers,
@@ -136,6 +90,28 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     }
 }
 
+/// 400 for requests the HTTP spec says to refuse: HTTP/1.1 without `Host` (RFC 9112 §3.2),
+/// and both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3; a smuggling shape).
+async fn framing(req: Request, next: Next) -> Response {
+    if req.extensions().get::<ConflictingFraming>().is_some() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_framing",
+            "the request has both Content-Length and Transfer-Encoding: send one",
+        )
+        .into_response();
+    }
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_framing",
+            "an HTTP/1.1 request needs a Host header",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Counts every response by route and status, errors by kind.
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let t = Instant::now();
@@ -173,6 +149,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/models/{name}/predict", post(predict))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(framing))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -235,278 +212,6 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({ "models": list }))
 }
 
-/// `?heatmap=png|overlay`.
-#[derive(Debug, Deserialize, Default)]
-pub struct PredictQuery {
-    heatmap: Option<String>,
-}
-
-/// An error reading a body or a multipart field: 413 stays `body_too_large`, anything else
-/// is `kind`.
-fn read_error(status: StatusCode, kind: &'static str, message: String) -> ApiError {
-    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "body_too_large"
-    } else {
-        kind
-    };
-    ApiError::new(status, kind, message)
-}
-
-/// The image bytes of a request: the raw body, or the first file field of a multipart form.
-async fn image_bytes(req: Request, state: &Arc<AppState>) -> Result<Vec<u8>, ApiError> {
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if multipart {
-        let mut form = Multipart::from_request(req, state).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_multipart",
-                format!("malformed multipart request: {e}"),
-            )
-        })?;
-        loop {
-            match form.next_field().await {
-                Ok(Some(field)) => {
-                    let is_file = field.file_name().is_some()
-                        || matches!(field.name(), Some("image") | Some("file"));
-                    let bytes = field.bytes().await.map_err(|e| {
-                        read_error(
-                            e.status(),
-                            "bad_multipart",
-                            format!("cannot read the multipart field: {}", e.body_text()),
-                        )
-                    })?;
-                    if is_file {
-                        return Ok(bytes.to_vec());
-                    }
-                }
-                Ok(None) => {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_multipart",
-                        "the multipart form has no file field (send the image as a field \
-                         named `image` or with a file name)",
-                    ));
-                }
-                Err(e) => {
-                    return Err(read_error(
-                        e.status(),
-                        "bad_multipart",
-                        format!("malformed multipart request: {}", e.body_text()),
-                    ));
-                }
-            }
-        }
-    }
-    let body = axum::body::Bytes::from_request(req, state)
-        .await
-        .map_err(|e| {
-            read_error(
-                e.status(),
-                "bad_body",
-                format!("cannot read the request body: {}", e.body_text()),
-            )
-        })?;
-    Ok(body.to_vec())
-}
-
-fn png_base64(img: &image::RgbImage) -> Result<String, ApiError> {
-    let mut buf = Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("cannot encode the heatmap: {e}"),
-            )
-        })?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(buf.into_inner()))
-}
-
-/// `?heatmap=`: none, `png` or `overlay`.
-fn heatmap_kind(q: &PredictQuery) -> Result<Option<String>, ApiError> {
-    match q.heatmap.as_deref() {
-        None | Some("") | Some("none") => Ok(None),
-        Some(h @ ("png" | "overlay")) => Ok(Some(h.to_string())),
-        Some(other) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("heatmap=`{other}`: use png or overlay"),
-        )),
-    }
-}
-
-/// 404 naming the served models.
-fn unknown_model(state: &AppState, name: &str) -> ApiError {
-    let names: Vec<String> = state
-        .registry
-        .all()
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_model",
-        format!("no model `{name}`; served: {names:?}"),
-    )
-}
-
-/// 503 with Retry-After.
-fn unavailable(message: String) -> ApiError {
-    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", message);
-    e.retry_after = Some(1);
-    e
-}
-
-fn internal(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-}
-
-/// Reads and decodes the body (one decode per core at a time), queues the image for the
-/// model's batcher and waits for its answer: `(scored, decode seconds, the network input for
-/// an overlay)`.
-async fn decode_and_score(
-    served: &Served,
-    state: &Arc<AppState>,
-    req: Request,
-    heatmap: Option<&str>,
-) -> Result<(Scored, f64, Option<image::RgbImage>), ApiError> {
-    let on_the_way = served.incoming();
-    let bytes = image_bytes(req, state).await?;
-    let limits = served.model.limits();
-    let decoder = state
-        .decoders
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| internal(e.to_string()))?;
-    let td = Instant::now();
-    let image = tokio::task::spawn_blocking(move || {
-        let _decoder = decoder;
-        decode_rgb_bytes(&bytes, &limits)
-    })
-    .await
-    .map_err(|e| internal(e.to_string()))?
-    .map_err(rejection)?;
-    let decode_seconds = td.elapsed().as_secs_f64();
-    let (tx, rx) = oneshot::channel();
-    let input = heatmap
-        .filter(|h| *h == "overlay")
-        .map(|_| served.model.geometry().apply_rgb(&image));
-    served
-        .submit(Job {
-            image,
-            want_map: heatmap.is_some(),
-            enqueued: Instant::now(),
-            reply: tx,
-        })
-        .map_err(|r| {
-            unavailable(match r {
-                Refused::Full => format!(
-                    "the queue of `{}` is full ({} requests): retry later",
-                    served.name, served.serve.queue_capacity
-                ),
-                Refused::Gone => "the model is being replaced: retry".to_string(),
-            })
-        })?;
-    // Queued: the batcher sees the job itself now.
-    drop(on_the_way);
-    let scored = rx
-        .await
-        .map_err(|_| internal("the model task ended before answering"))?
-        .map_err(internal)?;
-    Ok((scored, decode_seconds, input))
-}
-
-/// The heatmap of a scored image as a PNG in the answer.
-fn heatmap_json(
-    served: &Served,
-    kind: &str,
-    map: &ndarray::Array2<f32>,
-    input: Option<image::RgbImage>,
-) -> Result<serde_json::Value, ApiError> {
-    let range = served.model.score_range().unwrap_or_else(|| {
-        map.iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            })
-    });
-    let img = match (kind, input) {
-        ("overlay", Some(input)) => patchcore_model::render::heatmap_overlay(&input, map, range),
-        _ => patchcore_model::render::heatmap_image(map, range),
-    };
-    Ok(json!({
-        "kind": kind,
-        "format": "png",
-        "encoding": "base64",
-        "width": img.width(),
-        "height": img.height(),
-        "range": [range.0, range.1],
-        "data": png_base64(&img)?,
-    }))
-}
-
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<PredictQuery>,
-    req: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let t0 = Instant::now();
-    let served = state
-        .registry
-        .get(&name)
-        .ok_or_else(|| unknown_model(&state, &name))?;
-    let heatmap = heatmap_kind(&q)?;
-    // Admission before the body is read: an overloaded model costs a refused request
-    // nothing but its headers.
-    let Some(_permit) = served.admit() else {
-        return Err(unavailable(format!(
-            "`{name}` holds its limit of {} waiting requests: retry later",
-            served.serve.queue_capacity
-        )));
-    };
-    let timeout = Duration::from_millis(served.serve.request_timeout_ms);
-    let work = decode_and_score(&served, &state, req, heatmap.as_deref());
-    let (scored, decode_seconds, input) =
-        tokio::time::timeout(timeout, work).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "no answer within {} ms (serve.request_timeout_ms)",
-                    served.serve.request_timeout_ms
-                ),
-            )
-        })??;
-    let h = &served.header;
-    let verdict = served
-        .model
-        .verdict(scored.score)
-        .map(|v| if v { "anomalous" } else { "normal" });
-    let mut out = json!({
-        "model": served.name,
-        "score": scored.score,
-        "normalized_score": h.normalized(scored.score),
-        "verdict": verdict,
-        "threshold": h.threshold.as_ref().map(|t| t.value),
-        "batch_size": scored.batch_size,
-        "timings_ms": {
-            "decode": decode_seconds * 1e3,
-            "queue": scored.queue_seconds * 1e3,
-            "inference": scored.inference_seconds * 1e3,
-            "total": t0.elapsed().as_secs_f64() * 1e3,
-        },
-    });
-    if let (Some(kind), Some(map)) = (heatmap.as_deref(), scored.map.as_ref()) {
-        out["heatmap"] = heatmap_json(&served, kind, map, input)?;
-    }
-    Ok(Json(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +221,7 @@ mod tests {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Bearer s3cr3t".parse().unwrap());
         assert!(authorised(&h, "s3cr3t"));

@@ -8,11 +8,18 @@
 //!   web page at `/` compiled into the binary.
 //! * Concurrent requests for a model are micro-batched (up to `data.batch_size` images within
 //!   `serve.batch_window_ms`); each model's queue is bounded (`serve.queue_capacity`; full =
-//!   503 with Retry-After); bodies are bounded; images are checked from their header before
-//!   decoding; every request has a deadline (`serve.request_timeout_ms`).
+//!   503 with Retry-After); bodies are bounded in size and must arrive at a minimum rate
+//!   before a request takes a slot; images are checked from their header before decoding
+//!   and their decode memory reserved from a server-wide budget; queued requests hold the
+//!   image resized for the model, not the decode; every request has a deadline
+//!   (`serve.request_timeout_ms`).
+//! * Connections are bounded in number, request heads must arrive within a timeout, HTTP/2
+//!   is refused with GOAWAY `HTTP_1_1_REQUIRED`, and requests with both `Content-Length`
+//!   and `Transfer-Encoding` or HTTP/1.1 without `Host` are answered 400.
 //! * Model files are reloaded on SIGHUP and when a periodic check sees them change; a file
 //!   that fails to load is refused and logged, and the model's previous version keeps
-//!   serving. Shutdown (SIGTERM, Ctrl-C) stops accepting, finishes what is in flight, exits.
+//!   serving. Shutdown (SIGTERM, Ctrl-C) stops accepting, lets what is in flight finish for
+//!   at most the drain time, closes the rest and exits.
 //! * With a token, every route but the health routes needs `Authorization: Bearer <token>`
 //!   (or HTTP Basic with the token as password, which browsers prompt for), compared in
 //!   constant time. No route takes a path from the client.
@@ -21,9 +28,14 @@
 
 #![warn(missing_docs)]
 
+mod body;
 mod config;
+mod conn;
+mod error;
+mod framing;
 mod http;
 mod metrics;
+mod predict;
 mod registry;
 
 use std::future::Future;
@@ -66,10 +78,26 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// How often the models folder is checked for changed files (SIGHUP checks at once).
     pub reload_interval: Duration,
+    /// A request head must arrive within this time (also the idle time of a keep-alive
+    /// connection), or the connection is closed.
+    pub header_timeout: Duration,
+    /// A body may take this long regardless of its rate.
+    pub body_grace: Duration,
+    /// Bytes per second a body must average after `body_grace` (408 below; 0 = no limit).
+    pub body_min_rate: u64,
+    /// Memory the decodes in progress may reserve together, in bytes (each reserves its
+    /// peak, read from the image header; an image needing more than all of it is 413).
+    pub decode_budget_bytes: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long open connections may finish before they are closed.
+    pub drain_timeout: Duration,
 }
 
 impl ServeOptions {
-    /// Defaults for a models folder: no token, 32 MiB bodies, a check every 2 s.
+    /// Defaults for a models folder: no token, 32 MiB bodies, a check every 2 s, headers
+    /// within 10 s, bodies at 32 KiB/s after 5 s, a 1 GiB decode budget, 1024 connections,
+    /// a 10 s drain.
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
         Self {
             models_dir: models_dir.into(),
@@ -79,6 +107,12 @@ impl ServeOptions {
             overrides: ServeOverrides::default(),
             max_body_bytes: 32 << 20,
             reload_interval: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(10),
+            body_grace: Duration::from_secs(5),
+            body_min_rate: 32 << 10,
+            decode_budget_bytes: 1 << 30,
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,8 +130,8 @@ pub fn read_token_file(path: &std::path::Path) -> Result<String> {
     Ok(token)
 }
 
-/// Serves `opts.models_dir` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight and returns. Loads the models first (a folder without loadable model
+/// Serves `opts.models_dir` on `listener` until `shutdown` completes, then lets the requests
+/// in flight finish for at most `opts.drain_timeout` and returns. Loads the models first (a folder without loadable model
 /// is served, with `/readyz` answering 503, until one appears).
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -126,19 +160,32 @@ pub async fn serve(
     let hup = None;
     let watcher = tokio::spawn(watch(registry.clone(), opts.reload_interval, hup));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let budget_kib = (opts.decode_budget_bytes / 1024).clamp(
+        1,
+        tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize) as u64,
+    ) as u32;
     let state = Arc::new(http::AppState {
         registry,
         metrics,
         token: opts.token.clone(),
         decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
+        body: body::BodyPolicy {
+            max_bytes: opts.max_body_bytes,
+            grace: opts.body_grace,
+            min_rate: opts.body_min_rate,
+        },
+        budget: Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
+        budget_kib,
     });
     let app = http::router(state, opts.max_body_bytes);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::External(format!("the HTTP server failed: {e}")));
+    let limits = conn::ConnLimits {
+        header_timeout: opts.header_timeout,
+        drain_timeout: opts.drain_timeout,
+        max_connections: opts.max_connections.max(1),
+    };
+    conn::run(listener, app, limits, shutdown).await;
     watcher.abort();
-    result
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -36,6 +36,7 @@ pub struct Scored {
 
 /// One queued request.
 pub struct Job {
+    /// The image resized to the model's `resize x resize` (the model crops it).
     pub image: image::RgbImage,
     pub want_map: bool,
     pub enqueued: Instant,
@@ -73,8 +74,8 @@ pub struct Served {
     queue: mpsc::Sender<Job>,
     depth: Arc<AtomicUsize>,
     incoming: Arc<AtomicUsize>,
-    /// Requests admitted (reading, decoding, queued or in the model), at most the queue
-    /// capacity plus one batch: admission is decided before the body is read.
+    /// Requests admitted (decoding, queued or in the model), at most the queue capacity plus
+    /// one batch: admission is decided once the body is in.
     admitted: Arc<tokio::sync::Semaphore>,
     /// When this version was loaded.
     pub loaded_at: SystemTime,
@@ -110,7 +111,7 @@ impl Served {
         }
     }
 
-    /// Admits a request before its body is read, or `None` when the model already holds as
+    /// Admits a request whose body has arrived, or `None` when the model already holds as
     /// many as it may (the caller answers 503). The permit is held until the answer.
     pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.admitted.clone().try_acquire_owned().ok()

@@ -224,7 +224,8 @@ pub fn aggregation() -> Result<Vec<Check>> {
         let shape: [usize; 4] = a.shape.clone().try_into().map_err(|_| {
             patchcore_core::Error::Shape(format!("{name}: expected 4 dims, got {:?}", a.shape))
         })?;
-        Array4::from_shape_vec(shape, a.values).map_err(|e| patchcore_core::Error::Shape(e.to_string()))
+        Array4::from_shape_vec(shape, a.values)
+            .map_err(|e| patchcore_core::Error::Shape(e.to_string()))
     };
     let maps = [load("input.blocks.2")?, load("input.blocks.4")?];
     let mut out = Vec::new();

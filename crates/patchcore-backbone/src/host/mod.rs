@@ -551,39 +551,41 @@ fn im2col(
     (k, s): (usize, usize),
     (pt, pl): (usize, usize),
 ) {
-    col.par_chunks_mut(ho * wo).enumerate().for_each(|(r, row)| {
-        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-        let plane = &src[ci * h * w..(ci + 1) * h * w];
-        // Output columns whose input column ox*s + kx - pl lies inside the image.
-        let ox_lo = pl.saturating_sub(kx).div_ceil(s).min(wo);
-        let ox_hi = if w + pl > kx {
-            ((w + pl - kx - 1) / s + 1).min(wo)
-        } else {
-            0
-        }
-        .max(ox_lo);
-        for (oy, dst) in row.chunks_exact_mut(wo).enumerate() {
-            let iy = oy * s + ky;
-            if iy < pt || iy - pt >= h || ox_lo == ox_hi {
-                dst.fill(0.0);
-                continue;
-            }
-            let irow = &plane[(iy - pt) * w..(iy - pt + 1) * w];
-            dst[..ox_lo].fill(0.0);
-            dst[ox_hi..].fill(0.0);
-            let x0 = ox_lo * s + kx - pl;
-            if s == 1 {
-                dst[ox_lo..ox_hi].copy_from_slice(&irow[x0..x0 + (ox_hi - ox_lo)]);
+    col.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+            let plane = &src[ci * h * w..(ci + 1) * h * w];
+            // Output columns whose input column ox*s + kx - pl lies inside the image.
+            let ox_lo = pl.saturating_sub(kx).div_ceil(s).min(wo);
+            let ox_hi = if w + pl > kx {
+                ((w + pl - kx - 1) / s + 1).min(wo)
             } else {
-                for (d, &v) in dst[ox_lo..ox_hi]
-                    .iter_mut()
-                    .zip(irow[x0..].iter().step_by(s))
-                {
-                    *d = v;
+                0
+            }
+            .max(ox_lo);
+            for (oy, dst) in row.chunks_exact_mut(wo).enumerate() {
+                let iy = oy * s + ky;
+                if iy < pt || iy - pt >= h || ox_lo == ox_hi {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let irow = &plane[(iy - pt) * w..(iy - pt + 1) * w];
+                dst[..ox_lo].fill(0.0);
+                dst[ox_hi..].fill(0.0);
+                let x0 = ox_lo * s + kx - pl;
+                if s == 1 {
+                    dst[ox_lo..ox_hi].copy_from_slice(&irow[x0..x0 + (ox_hi - ox_lo)]);
+                } else {
+                    for (d, &v) in dst[ox_lo..ox_hi]
+                        .iter_mut()
+                        .zip(irow[x0..].iter().step_by(s))
+                    {
+                        *d = v;
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use patchcore_core::{Error, Result};
 use patchcore_metrics::image_metrics;
 
 use super::{EvaluateOptions, open_categories};
+use crate::progress::Bar;
 use patchcore_model::Config;
 use patchcore_model::model_file::Threshold;
 use patchcore_model::{FitStats, FittedOn, FittedPatchCore, PatchCore};
-use crate::progress::Bar;
 
 /// What to fit a model file on.
 #[derive(Debug, Clone)]
@@ -69,7 +69,10 @@ pub fn fit_model(cfg: &Config, opts: &FitOptions) -> Result<FittedCategory> {
     let cat = cats.remove(0);
     let bar = Bar::new(opts.quiet);
     let mut model = PatchCore::from_config(cfg)?.fit(&cat.train, &bar)?;
-    let stats = model.fit_stats().cloned().expect("a fitted model has its fit stats");
+    let stats = model
+        .fit_stats()
+        .cloned()
+        .expect("a fitted model has its fit stats");
     model.set_fitted_on(FittedOn {
         dataset: cat.name.clone(),
         num_train: cat.train.len(),

@@ -37,7 +37,11 @@ pub(crate) fn run_low_shot(
                 TrainSelection::Random => TrainLimit::Random { k, seed },
             });
             // The seed draws the subset and drives the sampler.
-            let r = evaluate_category(models, &c, &RunSpec::of(cfg, protocol, vec![seed], quiet, false))?;
+            let r = evaluate_category(
+                models,
+                &c,
+                &RunSpec::of(cfg, protocol, vec![seed], quiet, false),
+            )?;
             tracing::info!(category = %cat.name, shots = k, seed, image_auroc = format!("{:.4}", r.image_auroc), "low-shot run");
             runs.push(r);
         }

@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 
 use super::ensemble::combine_members;
 use crate::config::ProtocolConfig;
+use crate::progress::Bar;
+use crate::results::{AUPRO_FPR_LIMIT, CategoryResult, IntervalReport, Spread};
 use patchcore_model::Config;
 use patchcore_model::config::MetricsResolution;
 use patchcore_model::render::full_resolution_map;
 use patchcore_model::{PatchCore, StageTimes, TrainImages};
-use crate::progress::Bar;
-use crate::results::{AUPRO_FPR_LIMIT, CategoryResult, IntervalReport, Spread};
 
 /// How a category is evaluated: the seeds of its runs and the intervals' bootstrap.
 #[derive(Debug, Clone)]
@@ -466,4 +466,3 @@ fn pixel_metrics_of(
     hist.set_exact(values.auroc);
     Ok((values, hist))
 }
-

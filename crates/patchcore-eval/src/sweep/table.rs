@@ -74,4 +74,3 @@ pub fn show(v: &Value) -> String {
         other => other.to_string(),
     }
 }
-

@@ -171,7 +171,10 @@ impl<S> std::fmt::Debug for PatchCore<S> {
             .field("backbone", &self.backbone.name())
             .field("layers", &self.backbone.layers())
             .field("aggregator", &self.aggregator.name())
-            .field("sampler", &self.sampler.as_ref().map(|s| s.name().to_string()))
+            .field(
+                "sampler",
+                &self.sampler.as_ref().map(|s| s.name().to_string()),
+            )
             .field("index", &self.index_builder.name())
             .field("scorer", &self.scorer.name())
             .field("geometry", &self.geometry)

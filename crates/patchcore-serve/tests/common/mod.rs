@@ -1,7 +1,7 @@
 //! A served model folder, a server on an ephemeral port, and a minimal HTTP/1.1 client
 //! over `TcpStream` (so tests can also send broken and half-finished requests).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -92,7 +92,13 @@ pub fn run(
         2.0 * 2048f64.powi(3) / peak / 1e6
     );
     let feats = lcg_matrix(40_960, 152, 7);
-    let s = greedy(SampleSize::Ratio(0.01), Projection::Gaussian(ProjDim::Fixed(128)), 0, Some(0), GreedyVariant::Pruned);
+    let s = greedy(
+        SampleSize::Ratio(0.01),
+        Projection::Gaussian(ProjDim::Fixed(128)),
+        0,
+        Some(0),
+        GreedyVariant::Pruned,
+    );
     let secs = time_it(3, min_time, || {
         s.select(feats.view(), &NoProgress).expect("coreset");
     });
@@ -196,7 +202,13 @@ pub fn samplers(rows: usize, cols: usize) -> Result<()> {
         ),
         (
             "approximate greedy (10 starts)",
-            Box::new(greedy(size, projection, 0, None, GreedyVariant::Approximate { starts: 10 })),
+            Box::new(greedy(
+                size,
+                projection,
+                0,
+                None,
+                GreedyVariant::Approximate { starts: 10 },
+            )),
         ),
         ("random", Box::new(RandomSampler::new(size, 0))),
         ("identity", Box::new(IdentitySampler)),
@@ -227,4 +239,3 @@ pub fn samplers(rows: usize, cols: usize) -> Result<()> {
     }
     Ok(())
 }
-

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-
 use ndarray::Array2;
 use patchcore_core::{NoProgress, Result};
 use patchcore_nn::{ExactIndex, NearestNeighborIndex};
@@ -87,7 +86,15 @@ pub fn coreset(a: &Args, data_root: &std::path::Path) -> Result<()> {
     for &r in ratios {
         let size = SampleSize::ratio(r)?;
         let k = size.resolve(n);
-        let sampler = |variant, seed| greedy(size, Projection::Gaussian(ProjDim::Fixed(128)), seed, None, variant);
+        let sampler = |variant, seed| {
+            greedy(
+                size,
+                Projection::Gaussian(ProjDim::Fixed(128)),
+                seed,
+                None,
+                variant,
+            )
+        };
         // Each variant over the seeds: (seconds, raw radius, selection).
         let measure = |variant| -> Result<Measured> {
             let (mut secs, mut radii, mut sels) = (Vec::new(), Vec::new(), Vec::new());
@@ -189,4 +196,3 @@ pub fn rules(
     }
     Ok(())
 }
-

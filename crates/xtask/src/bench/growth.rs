@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-
 use patchcore_core::{NoProgress, Result};
 use patchcore_sampler::{GreedyVariant, ProjDim, Projection, SampleSize, Sampler};
 
@@ -109,7 +108,15 @@ pub fn growth_one(
     for &r in ratios {
         let size = SampleSize::ratio(r)?;
         let k = size.resolve(rows);
-        let sampler = |variant| greedy(size, Projection::Gaussian(ProjDim::Fixed(128)), 0, None, variant);
+        let sampler = |variant| {
+            greedy(
+                size,
+                Projection::Gaussian(ProjDim::Fixed(128)),
+                0,
+                None,
+                variant,
+            )
+        };
         let exact = if (rows as f64) * (k as f64) <= exact_up_to {
             let t = Instant::now();
             let sel = sampler(GreedyVariant::Pruned).select(feats.view(), &NoProgress)?;
@@ -142,4 +149,3 @@ pub fn growth_one(
     }
     Ok(())
 }
-

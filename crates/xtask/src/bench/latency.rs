@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 use patchcore_core::{NoProgress, Result};
 use patchcore_device::ComputeDevice;
 
@@ -79,4 +78,3 @@ pub fn latency(
     }
     Ok(())
 }
-

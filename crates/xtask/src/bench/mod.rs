@@ -240,4 +240,3 @@ fn greedy(
         .with_seed(seed)
         .with_start(start)
 }
-

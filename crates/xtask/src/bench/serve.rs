@@ -228,8 +228,7 @@ pub fn serve_suite(data_root: &Path, seconds: f64) -> Result<()> {
             .collect::<Result<_>>()?,
     );
 
-    let (mut lat, base_secs, b, batched, batched_tput) =
-        in_process(&model_path, &images, seconds)?;
+    let (mut lat, base_secs, b, batched, batched_tput) = in_process(&model_path, &images, seconds)?;
     lat.sort_by(f64::total_cmp);
     let base_tput = lat.len() as f64 / base_secs;
     println!(
