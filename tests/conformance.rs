@@ -46,14 +46,21 @@ fn libtorch_cpu() {
     assert_all_pass(ComputeDevice::LibTorch);
 }
 
-/// Devices named in `PATCHCORE_CONFORMANCE_DEVICES` beyond the compiled CPU backends.
+/// Devices named in `PATCHCORE_CONFORMANCE_DEVICES` (e.g. `cuda:0`). Ignored by default, so
+/// that a run without the variable reports it skipped rather than passed; run it with
+/// `cargo nextest run --workspace --release --run-ignored only -E
+/// 'test(devices_named_in_the_environment)'` and the variable set (docs/GPU.md). It fails
+/// when the variable is unset or names no device.
 #[test]
+#[ignore = "needs PATCHCORE_CONFORMANCE_DEVICES (a GPU device); see docs/GPU.md"]
 fn devices_named_in_the_environment() {
-    let cpu = ComputeDevice::compiled_cpu();
-    for d in conformance::devices_from_env().expect("PATCHCORE_CONFORMANCE_DEVICES parses") {
-        if !cpu.contains(&d) {
-            assert_all_pass(d);
-        }
+    let devices = conformance::devices_from_env().expect("PATCHCORE_CONFORMANCE_DEVICES parses");
+    assert!(
+        !devices.is_empty(),
+        "PATCHCORE_CONFORMANCE_DEVICES names no device: set it (e.g. cuda:0) to run this test"
+    );
+    for d in devices {
+        assert_all_pass(d);
     }
 }
 

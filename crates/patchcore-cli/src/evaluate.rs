@@ -145,7 +145,12 @@ fn print_low_shot(report: &Report) {
 fn print_categories(report: &Report) {
     println!(
         "{:<24} {:>17} {:>18} {:>17} {:>9} {:>14}",
-        "category", "image AUROC", "95% CI", "pixel AUROC", "fit (s)", "infer (ms/img)"
+        "category",
+        "image AUROC",
+        format!("{:.0}% CI", report.protocol.ci_level * 100.0),
+        "pixel AUROC",
+        "fit (s)",
+        "infer (ms/img)"
     );
     let pm =
         |c: &patchcore_eval::CategoryResult, k: &str, v: Option<f64>| match (c.spread.get(k), v) {

@@ -1,4 +1,5 @@
-//! What a report was computed from, as hashes: the config, the data and the weights. A sweep
+//! What a report was computed from, as hashes: the config, the data and the weights, and
+//! the code version. A sweep
 //! skips a run whose report carries the same run hash (resume), and `patchcore sweep --merge`
 //! reads the hashes back.
 
@@ -23,8 +24,20 @@ pub struct Provenance {
     pub data_sha256: String,
     /// SHA-256 of each backbone's weights file (`-` for random weights, with its seed).
     pub weights_sha256: Vec<String>,
-    /// SHA-256 of the three above: equal run hashes mean the same run.
+    /// The code that computed the report: `patchcore-rs <version> (<git revision>)`.
+    pub code_version: String,
+    /// SHA-256 of the four above: equal run hashes mean the same run (a sweep resumed after
+    /// an upgrade re-runs its points).
     pub run_sha256: String,
+}
+
+/// The code version recorded in reports and folded into the run hash.
+pub fn code_version() -> String {
+    format!(
+        "patchcore-rs {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("PATCHCORE_GIT_REV")
+    )
 }
 
 /// The data hash of opened categories.
@@ -80,16 +93,19 @@ pub fn provenance(cfg: &Config, cats: &[MvtecCategory]) -> Result<Provenance> {
     let config_sha256 = format!("{:x}", Sha256::digest(json.as_bytes()));
     let data_sha256 = data_sha256(cats)?;
     let weights_sha256 = weights_sha256(cfg)?;
+    let code_version = code_version();
     let mut h = Sha256::new();
     h.update(&config_sha256);
     h.update(&data_sha256);
     for w in &weights_sha256 {
         h.update(w);
     }
+    h.update(&code_version);
     Ok(Provenance {
         config_sha256,
         data_sha256,
         weights_sha256,
+        code_version,
         run_sha256: format!("{:x}", h.finalize()),
     })
 }

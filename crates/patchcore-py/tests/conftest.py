@@ -27,3 +27,11 @@ def bottle(shared: pathlib.Path) -> pathlib.Path:
     if not (path / "train" / "good").is_dir():
         pytest.fail(f"MVTec AD bottle missing under {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def metrics(shared: pathlib.Path):
+    """The metrics fixture: image scores and labels, pixel maps and masks, reference values."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(shared / "fixtures" / "metrics.safetensors"))

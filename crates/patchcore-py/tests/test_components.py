@@ -18,11 +18,6 @@ def coreset(shared):
     return load_file(str(shared / "fixtures" / "coreset.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def metrics(shared):
-    return load_file(str(shared / "fixtures" / "metrics.safetensors"))
-
-
 @pytest.mark.parametrize("prefix,points", [("proj", "XP"), ("noproj", "X")])
 @pytest.mark.parametrize("algorithm", ["plain", "pruned"])
 def test_greedy_coreset_matches_the_reference_selection(coreset, prefix, points, algorithm):

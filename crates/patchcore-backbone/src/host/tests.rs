@@ -260,3 +260,89 @@ fn activation_passes_nan_through() {
     assert_eq!(activate(7.0, Act::Relu6), 6.0);
     assert_eq!(activate(-1.0, Act::Relu6), 0.0);
 }
+
+/// Runs `f` on a one-thread rayon pool, dispatched and then with every multiversioned kernel
+/// on its baseline build (on one worker thread, [`patchcore_core::dispatch::on_baseline`]
+/// covers the layer's parallel loops too); both outputs' bits.
+fn both_builds(f: impl Fn() -> HostMap + Send + Sync) -> (Vec<u32>, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let bits = |m: HostMap| m.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let a = pool.install(&f);
+    let b = pool.install(|| patchcore_core::dispatch::on_baseline(&f));
+    (bits(a), bits(b))
+}
+
+#[test]
+fn every_kernel_gives_the_same_bits_on_both_builds() {
+    patchcore_core::dispatch::both_builds_differ();
+    // depthwise_plane: every kernel size, stride and padding of the Lite backbones.
+    for (k, s, h, w) in [(3, 1, 9, 7), (3, 2, 10, 10), (5, 2, 11, 13), (5, 1, 17, 6)] {
+        for padding in [PaddingMode::Same, PaddingMode::Symmetric] {
+            for act in [Act::Relu6, Act::None, Act::Relu] {
+                let c = 5;
+                let x = HostMap {
+                    data: values(2 * c * h * w, 11).iter().map(|v| v * 8.0).collect(),
+                    n: 2,
+                    c,
+                    h,
+                    w,
+                };
+                let conv = HostConv::new(values(c * k * k, 12), values(c, 13), c, c, k, s, c, act)
+                    .unwrap();
+                let (a, b) = both_builds(|| conv.depthwise(&x, padding).unwrap());
+                assert_eq!(a, b, "depthwise k {k} s {s} {h}x{w} {padding:?} {act:?}");
+            }
+        }
+    }
+    // epilogue: after the pointwise and the dense GEMMs, with and without a residual.
+    for act in [Act::Relu6, Act::None, Act::Relu] {
+        let (cin, cout, h, w) = (9, 12, 7, 13);
+        let x = HostMap {
+            data: values(2 * cin * h * w, 14),
+            n: 2,
+            c: cin,
+            h,
+            w,
+        };
+        let res = HostMap {
+            data: values(2 * cout * h * w, 15),
+            n: 2,
+            c: cout,
+            h,
+            w,
+        };
+        let pw = HostConv::new(
+            values(cout * cin, 16),
+            values(cout, 17),
+            cin,
+            cout,
+            1,
+            1,
+            1,
+            act,
+        )
+        .unwrap();
+        for r in [None, Some(&res)] {
+            let (a, b) = both_builds(|| pw.pointwise(&x, r).unwrap());
+            assert_eq!(a, b, "pointwise {act:?} residual {}", r.is_some());
+        }
+        let dense = HostConv::new(
+            values(cout * cin * 9, 18),
+            values(cout, 19),
+            cin,
+            cout,
+            3,
+            1,
+            1,
+            act,
+        )
+        .unwrap();
+        for r in [None, Some(&res)] {
+            let (a, b) = both_builds(|| dense.conv(&x, PaddingMode::Symmetric, r).unwrap());
+            assert_eq!(a, b, "dense 3x3 {act:?} residual {}", r.is_some());
+        }
+    }
+}

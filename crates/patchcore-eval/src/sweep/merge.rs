@@ -42,6 +42,44 @@ fn bad(path: &Path, what: &str) -> Error {
     }
 }
 
+/// `v` as dotted keys (`sampler.ratio`), leaves only.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}
+
+/// The report's config as dotted keys without the keys it overrides (swept) or its seeds.
+fn base_config(v: &Value) -> BTreeMap<String, Value> {
+    let mut all = BTreeMap::new();
+    flatten("", &v["config"], &mut all);
+    let swept: Vec<String> = v["overrides"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    all.retain(|k, _| {
+        !swept
+            .iter()
+            .any(|s| k == s || k.starts_with(&format!("{s}.")))
+            && k != "seed"
+            && k != "seeds"
+            && !k.starts_with("overrides.")
+    });
+    all
+}
+
 fn read_run(path: &Path) -> Result<RunRow> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, &e.to_string()))?;
@@ -112,6 +150,17 @@ fn read_run(path: &Path) -> Result<RunRow> {
             .as_str()
             .unwrap_or_default()
             .to_string(),
+        base: base_config(&v),
+        data_sha256: v["provenance"]["data_sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        code_version: format!(
+            "patchcore-rs {} ({})",
+            v["patchcore_version"].as_str().unwrap_or("?"),
+            v["git_revision"].as_str().unwrap_or("?")
+        ),
+        ci_level: v["protocol"]["ci_level"].as_f64().unwrap_or(0.95),
         report: path.to_path_buf(),
     })
 }
@@ -126,9 +175,62 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// Refuses runs that are not of one sweep: a non-swept config key, the data, the code
+/// version or the interval level differing from the first run's (the message names them).
+fn check_one_sweep(runs: &[RunRow]) -> Result<()> {
+    let first = &runs[0];
+    for r in &runs[1..] {
+        let mut differ: Vec<String> = first
+            .base
+            .keys()
+            .chain(r.base.keys())
+            .filter(|k| first.base.get(*k) != r.base.get(*k))
+            .map(|k| {
+                let show = |v: Option<&Value>| v.map_or("absent".to_string(), Value::to_string);
+                format!(
+                    "`{k}` ({} vs {})",
+                    show(first.base.get(k)),
+                    show(r.base.get(k))
+                )
+            })
+            .collect();
+        differ.dedup();
+        if first.data_sha256 != r.data_sha256 {
+            differ.push(format!(
+                "the data (SHA-256 {:.12} vs {:.12})",
+                first.data_sha256, r.data_sha256
+            ));
+        }
+        if first.code_version != r.code_version {
+            differ.push(format!(
+                "the code ({} vs {})",
+                first.code_version, r.code_version
+            ));
+        }
+        if first.ci_level != r.ci_level {
+            differ.push(format!(
+                "`protocol.ci_level` ({} vs {})",
+                first.ci_level, r.ci_level
+            ));
+        }
+        if !differ.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{} and {} are not runs of one sweep: they differ in {}; re-run the odd ones, \
+                 or merge them separately",
+                first.report.display(),
+                r.report.display(),
+                differ.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads the report.json of every run under `dirs` (each a run folder or a folder of run
-/// folders) into one table. Every run must sweep the same keys; the same point found twice
-/// is kept once when both reports have the same run hash and refused otherwise.
+/// folders) into one table. Every run must sweep the same keys and share everything else:
+/// the non-swept config, the data, the code version and the interval level (see
+/// [`check_one_sweep`]); the same point found twice is kept once when both reports have the
+/// same run hash and refused otherwise.
 pub fn merge(dirs: &[PathBuf], plot: &PlotSpec) -> Result<SweepTable> {
     let mut files = Vec::new();
     for d in dirs {
@@ -157,6 +259,7 @@ pub fn merge(dirs: &[PathBuf], plot: &PlotSpec) -> Result<SweepTable> {
             )));
         }
     }
+    check_one_sweep(&runs)?;
     runs.sort_by(|a, b| {
         a.point
             .iter()
@@ -205,6 +308,7 @@ impl SweepTable {
             ("pixel AUPRO@0.3", "pixel_aupro"),
             ("image F1-max", "image_f1_max"),
         ];
+        let level = self.runs.first().map_or(0.95, |r| r.ci_level) * 100.0;
         for (name, key) in metric_cols {
             columns.push(Column::num_csv(
                 name,
@@ -212,7 +316,7 @@ impl SweepTable {
             ));
             if key.ends_with("auroc") {
                 columns.push(Column::num_csv(
-                    format!("{name} 95% CI"),
+                    format!("{name} {level:.0}% CI"),
                     &[&format!("{key}_ci_lo"), &format!("{key}_ci_hi")],
                 ));
             }
@@ -279,7 +383,7 @@ impl SweepTable {
             s,
             "# PatchCore sweep\n\n{} runs over {}; categories: {}. Metrics: mean ± sample \
              standard deviation over each run's seeds (per-seed values averaged over the \
-             categories first); intervals: 95% stratified bootstrap over test images (one \
+             categories first); intervals: {:.0}% stratified bootstrap over test images (one \
              category only).\n",
             self.runs.len(),
             self.keys
@@ -290,7 +394,8 @@ impl SweepTable {
             cats.iter()
                 .map(|c| c.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.runs.first().map_or(0.95, |r| r.ci_level) * 100.0
         );
         s.push_str(&self.table().to_markdown());
         let _ = writeln!(
@@ -340,4 +445,65 @@ pub fn write_tables(table: &SweepTable, dir: &Path) -> Result<()> {
     write_atomic(&dir.join("sweep.html"), table.to_html().as_bytes())?;
     write_atomic(&dir.join("sweep.csv"), table.table().to_csv().as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A minimal report.json of one run at `sampler.ratio = ratio`.
+    fn report(dir: &Path, ratio: f64, k: u64, data: &str, git: &str) -> PathBuf {
+        let d = dir.join(format!("r{ratio}-{k}-{data}-{git}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let v = json!({
+            "patchcore_version": "0.1.0",
+            "git_revision": git,
+            "config": {"sampler": {"ratio": ratio}, "scorer": {"num_neighbors": k}, "seed": 0},
+            "overrides": {"sampler.ratio": ratio},
+            "seeds": [0],
+            "protocol": {"ci_level": 0.95},
+            "provenance": {"run_sha256": format!("{ratio}{k}{data}{git}"), "data_sha256": data},
+            "categories": {"bottle": {
+                "spread": {"image_auroc": {"values": [0.9]}},
+                "fit_seconds": 1.0, "infer_ms_per_image": 2.0, "bank_rows": 10.0,
+            }},
+        });
+        std::fs::write(d.join("report.json"), v.to_string()).unwrap();
+        d
+    }
+
+    #[test]
+    fn runs_of_different_base_configs_data_or_code_are_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let plot = PlotSpec::default();
+        let a = report(t.path(), 0.1, 3, "d1", "g1");
+        let b = report(t.path(), 0.2, 3, "d1", "g1");
+        let table = merge(&[a.clone(), b], &plot).unwrap();
+        assert_eq!(table.runs.len(), 2);
+        let other_k = report(t.path(), 0.2, 5, "d1", "g1");
+        let e = merge(&[a.clone(), other_k], &plot).unwrap_err().to_string();
+        assert!(e.contains("`scorer.num_neighbors` (3 vs 5)"), "{e}");
+        let other_data = report(t.path(), 0.2, 3, "d2", "g1");
+        let e = merge(&[a.clone(), other_data], &plot)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the data"), "{e}");
+        let other_code = report(t.path(), 0.2, 3, "d1", "g2");
+        let e = merge(&[a, other_code], &plot).unwrap_err().to_string();
+        assert!(e.contains("the code"), "{e}");
+    }
+
+    #[test]
+    fn the_table_prints_the_interval_level_of_the_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let a = report(t.path(), 0.1, 3, "d1", "g1");
+        let text = std::fs::read_to_string(a.join("report.json")).unwrap();
+        std::fs::write(a.join("report.json"), text.replace("0.95", "0.9")).unwrap();
+        let table = merge(&[a], &PlotSpec::default()).unwrap();
+        let md = table.to_markdown();
+        assert!(md.contains("90% stratified bootstrap"), "{md}");
+        assert!(md.contains("image AUROC 90% CI"), "{md}");
+        assert!(!md.contains("95%"), "{md}");
+    }
 }

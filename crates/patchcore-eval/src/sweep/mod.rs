@@ -67,13 +67,17 @@ pub fn value_text(v: &toml::Value) -> String {
 
 impl SweepPoint {
     /// A folder name for the run: `key=value` pairs joined by `__`, characters outside
-    /// `[A-Za-z0-9._=+-]` replaced by `_`.
+    /// `[A-Za-z0-9._=+-]` replaced by `_`. Where that changed anything (or a value holds
+    /// `__`), `~` and 8 hex digits of the SHA-256 of the unescaped name follow, so values such
+    /// as `a/b` and `a_b` get different folders.
     pub fn id(&self) -> String {
-        self.overrides
+        let raw = self
+            .overrides
             .iter()
             .map(|(k, v)| format!("{k}={}", value_text(v)))
             .collect::<Vec<_>>()
-            .join("__")
+            .join("__");
+        let safe: String = raw
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "._=+-".contains(c) {
@@ -82,7 +86,17 @@ impl SweepPoint {
                     '_'
                 }
             })
-            .collect()
+            .collect();
+        let ambiguous = self
+            .overrides
+            .iter()
+            .any(|(_, v)| value_text(v).contains("__"));
+        if safe == raw && !ambiguous {
+            return safe;
+        }
+        use sha2::Digest as _;
+        let h = sha2::Sha256::digest(raw.as_bytes());
+        format!("{safe}~{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
     }
 }
 
@@ -283,7 +297,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
         let cats = open_categories(cfg, &eval_opts)?;
         let hash = provenance(cfg, &cats)?.run_sha256;
         if finished_run_hash(&dir).as_deref() == Some(hash.as_str()) {
-            tracing::info!(run = %point.id(), "finished earlier with the same config, data and weights: skipped");
+            tracing::info!(run = %point.id(), "finished earlier with the same config, data, weights and code: skipped");
             resumed += 1;
             continue;
         }
@@ -292,13 +306,47 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
         evaluate(cfg, &eval_opts)?;
         ran += 1;
     }
-    let table = merge(&[opts.output.join("runs")], &spec.plot)?;
+    let table = merge_grid(&points, opts, &spec.plot)?;
     write_tables(&table, &opts.output)?;
     Ok(SweepOutcome {
         table,
         ran,
         resumed,
     })
+}
+
+/// The table of the grid's own run folders: a folder under `runs/` that is no point of the
+/// grid (left from an earlier grid) is listed in the log, not tabled; a point without a
+/// finished report is an error naming it.
+fn merge_grid(points: &[SweepPoint], opts: &SweepOptions, plot: &PlotSpec) -> Result<SweepTable> {
+    let dirs: Vec<PathBuf> = points.iter().map(|p| opts.run_dir(p)).collect();
+    let missing: Vec<String> = dirs
+        .iter()
+        .filter(|d| !d.join("report.json").is_file())
+        .map(|d| d.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "grid points without a finished report: {}",
+            missing.join(", ")
+        )));
+    }
+    let runs = opts.output.join("runs");
+    if let Ok(rd) = std::fs::read_dir(&runs) {
+        let mut outside: Vec<String> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && !dirs.contains(p))
+            .map(|p| p.display().to_string())
+            .collect();
+        outside.sort();
+        if !outside.is_empty() {
+            tracing::warn!(
+                "not tabled, outside this sweep's grid: {}",
+                outside.join(", ")
+            );
+        }
+    }
+    merge(&dirs, plot)
 }
 
 fn shell_quote(s: &str) -> String {
@@ -430,6 +478,22 @@ plot = { x = "sampler.ratio", series = "aggregator.neighbourhood" }
         );
         assert_eq!(spec.plot.x.as_deref(), Some("sampler.ratio"));
         assert_eq!(spec.plot.metric, "image_auroc");
+    }
+
+    #[test]
+    fn point_ids_of_different_values_never_collide() {
+        let point = |v: &str| SweepPoint {
+            overrides: vec![("backbone.weights".into(), toml::Value::String(v.into()))],
+        };
+        let ids: Vec<String> = ["a/b", "a_b", "a b", "a__b", "plain"]
+            .iter()
+            .map(|v| point(v).id())
+            .collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        assert_eq!(ids[1], "backbone.weights=a_b", "plain ids stay readable");
+        assert!(ids[0].starts_with("backbone.weights=a_b~"), "{}", ids[0]);
+        assert!(ids.iter().all(|i| !i.contains('/')));
     }
 
     #[test]

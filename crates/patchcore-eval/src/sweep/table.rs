@@ -29,6 +29,15 @@ pub struct RunRow {
     pub bank_rows: f64,
     /// The run hash of the report.
     pub run_sha256: String,
+    /// The resolved config as dotted keys, the swept keys and the seeds left out: what
+    /// every run of one sweep shares.
+    pub base: BTreeMap<String, Value>,
+    /// The data hash of the report.
+    pub data_sha256: String,
+    /// The code that computed it (version and git revision).
+    pub code_version: String,
+    /// The confidence level of its intervals (`protocol.ci_level`).
+    pub ci_level: f64,
     /// The report file.
     pub report: PathBuf,
 }

@@ -265,21 +265,109 @@ mod tests {
         }
     }
 
+    /// Runs `f` dispatched (AVX2 where it runs) and on the baseline build; both results.
+    fn both<T>(f: impl Fn() -> T) -> (T, T) {
+        (f(), patchcore_core::dispatch::on_baseline(&f))
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     #[test]
-    fn both_builds_give_identical_distances() {
-        // The dispatched kernel (AVX2 here when the CPU has it) against the inlined baseline.
-        let d = 152;
-        let data: Vec<f32> = (0..40 * d)
-            .map(|i| ((i * 7919) % 1000) as f32 / 37.0)
-            .collect();
-        let centre = &data[3 * d..4 * d];
-        let mut out = vec![0f32; 40];
-        dists_to(&data, d, centre, &mut out);
-        for (j, &o) in out.iter().enumerate() {
-            assert_eq!(
-                o.to_bits(),
-                sq_dist(&data[j * d..(j + 1) * d], centre).to_bits()
-            );
+    fn every_kernel_gives_the_same_bits_on_both_builds() {
+        use rand::{Rng, SeedableRng};
+        patchcore_core::dispatch::both_builds_differ();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for d in [1usize, 7, 8, 33, 128, 152] {
+            let n = 97;
+            let data: Vec<f32> = (0..n * d).map(|_| rng.random_range(-3.0..3.0)).collect();
+            let centre: Vec<f32> = (0..d).map(|_| rng.random_range(-3.0..3.0)).collect();
+            let min0: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..60.0)).collect();
+            let rows: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.7)).collect();
+            let k = 5;
+            let owner0: Vec<u32> = (0..n)
+                .map(|i| {
+                    if i % 11 == 0 {
+                        u32::MAX
+                    } else {
+                        (i % k) as u32
+                    }
+                })
+                .collect();
+            let cc: Vec<f32> = (0..k).map(|_| rng.random_range(0.0..40.0)).collect();
+            let centres: Vec<f32> = (0..k * d).map(|_| rng.random_range(-3.0..3.0)).collect();
+            let queued: Vec<(u32, f32)> = (0..k as u32).map(|s| (s, cc[s as usize])).collect();
+            let what = |name: &str| format!("{name}, d = {d}");
+
+            let (a, b) = both(|| {
+                let mut m = min0.clone();
+                let r = plain_chunk(&data, d, 0, &centre, &mut m);
+                (r.0.to_bits(), r.1, bits(&m))
+            });
+            assert_eq!(a, b, "{}", what("plain_chunk"));
+            let (a, b) = both(|| {
+                let mut m = min0.clone();
+                first_chunk(&data, d, 0, &centre, 3, &mut m);
+                bits(&m)
+            });
+            assert_eq!(a, b, "{}", what("first_chunk"));
+            let (a, b) = both(|| {
+                let (mut m, mut o) = (min0.clone(), owner0.clone());
+                flat_chunk(&data, d, 0, &centre, &cc, 2, &mut m, &mut o);
+                (bits(&m), o)
+            });
+            assert_eq!(a, b, "{}", what("flat_chunk"));
+            let (a, b) = both(|| {
+                let mut moved = Vec::new();
+                let r = piece(&data, d, &rows, &min0, &centre, 10.0, &mut moved);
+                let moved: Vec<(u32, u32)> = moved.iter().map(|(i, x)| (*i, x.to_bits())).collect();
+                (r.0.to_bits(), r.1, moved)
+            });
+            assert_eq!(a, b, "{}", what("piece"));
+            let (a, b) = both(|| {
+                let (mut stay, mut moved) = (Vec::new(), Vec::new());
+                let r = apply_queued(
+                    &data, d, &rows, 1, &owner0, &min0, &queued, &centres, &mut stay, &mut moved,
+                );
+                let moved: Vec<(u32, u32, u32)> = moved
+                    .iter()
+                    .map(|(i, s, x)| (*i, *s, x.to_bits()))
+                    .collect();
+                (r.0.to_bits(), r.1, stay, moved)
+            });
+            assert_eq!(a, b, "{}", what("apply_queued"));
+            let (a, b) = both(|| {
+                let mut out = vec![0f32; n];
+                dists_to(&data, d, &centre, &mut out);
+                bits(&out)
+            });
+            assert_eq!(a, b, "{}", what("dists_to"));
+            let sel: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+            let (a, b) = both(|| nearest_of(&data, d, &centre, &sel).to_bits());
+            assert_eq!(a, b, "{}", what("nearest_of"));
+            let (a, b) = both(|| {
+                let r = farthest_of(&data, d, &rows, &centre);
+                (r.0.to_bits(), r.1)
+            });
+            assert_eq!(a, b, "{}", what("farthest_of"));
+            let (a, b) = both(|| {
+                let mut out = Vec::new();
+                project_on(&data, d, &rows, &centre, &mut out);
+                out.iter()
+                    .map(|(x, i)| (x.to_bits(), *i))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(a, b, "{}", what("project_on"));
+            // The dispatched distances also equal the plain sum computed here.
+            let mut out = vec![0f32; n];
+            dists_to(&data, d, &centre, &mut out);
+            for (j, &o) in out.iter().enumerate() {
+                assert_eq!(
+                    o.to_bits(),
+                    sq_dist(&data[j * d..(j + 1) * d], &centre).to_bits()
+                );
+            }
         }
     }
 }
