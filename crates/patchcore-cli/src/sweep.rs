@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use patchcore_core::{Error, Result};
 use patchcore_eval::sweep::{
-    PlotSpec, SweepOptions, SweepSpec, merge, parse_seeds, plan, run_sweep, write_tables,
+    EXPECTED_POINTS, PlotSpec, SweepOptions, SweepSpec, merge_planned, parse_seeds, plan,
+    run_sweep, write_tables,
 };
 use patchcore_model::Config;
 
@@ -37,6 +38,10 @@ pub struct Args {
     /// folders of run folders) instead of running anything.
     #[arg(long, num_args = 1.., value_name = "DIR")]
     pub merge: Vec<PathBuf>,
+    /// With --merge: table what has finished even when planned points have no report (the
+    /// table lists them); without it such a merge is an error naming them.
+    #[arg(long, requires = "merge")]
+    pub allow_partial: bool,
     /// With --merge: the swept key on the plot's horizontal axis (default: the first).
     #[arg(long)]
     pub plot_x: Option<String>,
@@ -59,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
             series: args.plot_series.clone(),
             metric: args.plot_metric.clone(),
         };
-        let table = merge(&args.merge, &plot)?;
+        let table = merge_planned(&args.merge, &plot, args.allow_partial)?;
         write_tables(&table, &args.output)?;
         print!("{}", table.table().to_markdown());
         println!("tables: {}", tables_text(&args.output));
@@ -94,6 +99,14 @@ pub fn run(args: &Args) -> Result<()> {
         let mut text = lines.join("\n");
         text.push('\n');
         patchcore_core::io::write_atomic(&path, text.as_bytes())?;
+        // The points --merge expects, beside their run folders.
+        let runs = opts.output.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
+        let ids: Vec<String> = spec.points().iter().map(|p| p.id()).collect();
+        patchcore_core::io::write_atomic(
+            &runs.join(EXPECTED_POINTS),
+            format!("{}\n", ids.join("\n")).as_bytes(),
+        )?;
         for l in &lines {
             println!("{l}");
         }

@@ -140,4 +140,49 @@ fn planned_runs_merge_into_the_in_process_table() {
     );
     let b = std::fs::read_to_string(d.join("b/sweep.csv")).unwrap();
     assert_eq!(without_timings(&b), table, "plan + merge == in process");
+    check_partial_merge(d);
+}
+
+/// A planned point that never finished (a failed scheduler task): --merge names it, and
+/// --allow-partial tables the rest saying so.
+fn check_partial_merge(d: &Path) {
+    let runs = d.join("b/runs");
+    let gone = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("report.json").is_file())
+        .unwrap();
+    std::fs::remove_file(gone.join("report.json")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_patchcore"))
+        .args(["sweep", "--merge", "b/runs", "--output", "b"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a partial merge without --allow-partial fails"
+    );
+    let gone_name = gone.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        err.contains(&gone_name) && err.contains("--allow-partial"),
+        "{err}"
+    );
+    patchcore(
+        &[
+            "sweep",
+            "--merge",
+            "b/runs",
+            "--output",
+            "b",
+            "--allow-partial",
+        ],
+        d,
+    );
+    let md = std::fs::read_to_string(d.join("b/sweep.md")).unwrap();
+    assert!(
+        md.contains("Partial table") && md.contains(&gone_name),
+        "{md}"
+    );
 }

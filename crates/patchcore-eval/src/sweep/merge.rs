@@ -9,6 +9,7 @@ use patchcore_core::io::write_atomic;
 use patchcore_core::{Error, Result};
 use serde_json::Value;
 
+use super::mixing::{base_config, check_one_sweep};
 use super::table::{PlotSpec, RunRow, SweepTable, show};
 use crate::report::{Cell, Column, Table};
 use crate::results::Spread;
@@ -40,44 +41,6 @@ fn bad(path: &Path, what: &str) -> Error {
         path: path.to_path_buf(),
         message: format!("not a report.json of `patchcore evaluate`: {what}"),
     }
-}
-
-/// `v` as dotted keys (`sampler.ratio`), leaves only.
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, x) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, x, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_string(), v.clone());
-        }
-    }
-}
-
-/// The report's config as dotted keys without the keys it overrides (swept) or its seeds.
-fn base_config(v: &Value) -> BTreeMap<String, Value> {
-    let mut all = BTreeMap::new();
-    flatten("", &v["config"], &mut all);
-    let swept: Vec<String> = v["overrides"]
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    all.retain(|k, _| {
-        !swept
-            .iter()
-            .any(|s| k == s || k.starts_with(&format!("{s}.")))
-            && k != "seed"
-            && k != "seeds"
-            && !k.starts_with("overrides.")
-    });
-    all
 }
 
 fn read_run(path: &Path) -> Result<RunRow> {
@@ -175,61 +138,79 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-/// Refuses runs that are not of one sweep: a non-swept config key, the data, the code
-/// version or the interval level differing from the first run's (the message names them).
-fn check_one_sweep(runs: &[RunRow]) -> Result<()> {
-    let first = &runs[0];
-    for r in &runs[1..] {
-        let mut differ: Vec<String> = first
-            .base
-            .keys()
-            .chain(r.base.keys())
-            .filter(|k| first.base.get(*k) != r.base.get(*k))
-            .map(|k| {
-                let show = |v: Option<&Value>| v.map_or("absent".to_string(), Value::to_string);
-                format!(
-                    "`{k}` ({} vs {})",
-                    show(first.base.get(k)),
-                    show(r.base.get(k))
-                )
-            })
+/// The file `patchcore sweep --plan` writes into the runs folder: one expected point id (run
+/// folder name) per line.
+pub const EXPECTED_POINTS: &str = "expected_points.txt";
+
+/// [`merge`] checked against the plan: for each of `dirs` holding an [`EXPECTED_POINTS`] file
+/// (a planned runs folder), every listed point must have a finished report (else an error
+/// naming the missing ones, or, with `allow_partial`, a table that lists them), and run
+/// folders not in the list are named in a warning and left out. Folders without the file
+/// are merged as [`merge`] does.
+pub fn merge_planned(dirs: &[PathBuf], plot: &PlotSpec, allow_partial: bool) -> Result<SweepTable> {
+    let mut sources: Vec<PathBuf> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for d in dirs {
+        let list = d.join(EXPECTED_POINTS);
+        if !list.is_file() {
+            sources.push(d.clone());
+            continue;
+        }
+        let text = std::fs::read_to_string(&list).map_err(|e| Error::io(&list, e))?;
+        let expected: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
             .collect();
-        differ.dedup();
-        if first.data_sha256 != r.data_sha256 {
-            differ.push(format!(
-                "the data (SHA-256 {:.12} vs {:.12})",
-                first.data_sha256, r.data_sha256
-            ));
+        for id in &expected {
+            let run = d.join(id);
+            if run.join("report.json").is_file() {
+                sources.push(run);
+            } else {
+                missing.push(run.display().to_string());
+            }
         }
-        if first.code_version != r.code_version {
-            differ.push(format!(
-                "the code ({} vs {})",
-                first.code_version, r.code_version
-            ));
-        }
-        if first.ci_level != r.ci_level {
-            differ.push(format!(
-                "`protocol.ci_level` ({} vs {})",
-                first.ci_level, r.ci_level
-            ));
-        }
-        if !differ.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{} and {} are not runs of one sweep: they differ in {}; re-run the odd ones, \
-                 or merge them separately",
-                first.report.display(),
-                r.report.display(),
-                differ.join(", ")
-            )));
+        let rd = std::fs::read_dir(d).map_err(|e| Error::io(d, e))?;
+        let mut outside: Vec<String> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                !expected.iter().any(|id| Some(id.to_string()) == name)
+            })
+            .map(|p| p.display().to_string())
+            .collect();
+        outside.sort();
+        if !outside.is_empty() {
+            tracing::warn!(
+                "not tabled, outside the plan of {}: {}",
+                d.display(),
+                outside.join(", ")
+            );
         }
     }
-    Ok(())
+    if !missing.is_empty() && !allow_partial {
+        return Err(Error::InvalidArgument(format!(
+            "{} planned point(s) have no finished report: {} (rerun them, or pass \
+             --allow-partial for a table that lists them as missing)",
+            missing.len(),
+            missing.join(", ")
+        )));
+    }
+    if sources.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no planned point has a finished report yet".to_string(),
+        ));
+    }
+    let mut table = merge(&sources, plot)?;
+    table.missing = missing;
+    Ok(table)
 }
 
 /// Reads the report.json of every run under `dirs` (each a run folder or a folder of run
 /// folders) into one table. Every run must sweep the same keys and share everything else:
 /// the non-swept config, the data, the code version and the interval level (see
-/// [`check_one_sweep`]); the same point found twice is kept once when both reports have the
+/// `mixing::check_one_sweep`); the same point found twice is kept once when both reports have the
 /// same run hash and refused otherwise.
 pub fn merge(dirs: &[PathBuf], plot: &PlotSpec) -> Result<SweepTable> {
     let mut files = Vec::new();
@@ -294,6 +275,7 @@ pub fn merge(dirs: &[PathBuf], plot: &PlotSpec) -> Result<SweepTable> {
         keys,
         runs: deduped,
         plot,
+        missing: Vec::new(),
     })
 }
 
@@ -397,6 +379,14 @@ impl SweepTable {
                 .join(", "),
             self.runs.first().map_or(0.95, |r| r.ci_level) * 100.0
         );
+        if !self.missing.is_empty() {
+            let _ = writeln!(
+                s,
+                "**Partial table:** {} planned point(s) have no report: {}.\n",
+                self.missing.len(),
+                self.missing.join(", ")
+            );
+        }
         s.push_str(&self.table().to_markdown());
         let _ = writeln!(
             s,
@@ -492,6 +482,33 @@ mod tests {
         let other_code = report(t.path(), 0.2, 3, "d1", "g2");
         let e = merge(&[a, other_code], &plot).unwrap_err().to_string();
         assert!(e.contains("the code"), "{e}");
+    }
+
+    #[test]
+    fn a_planned_merge_reports_missing_points_and_leaves_out_foreign_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let plot = PlotSpec::default();
+        let a = report(t.path(), 0.1, 3, "d1", "g1");
+        let foreign = report(t.path(), 0.7, 9, "d9", "g9");
+        let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(
+            t.path().join(EXPECTED_POINTS),
+            format!("{}\nnever-ran\n", name(&a)),
+        )
+        .unwrap();
+        let dirs = [t.path().to_path_buf()];
+        let e = merge_planned(&dirs, &plot, false).unwrap_err().to_string();
+        assert!(
+            e.contains("never-ran") && e.contains("--allow-partial"),
+            "{e}"
+        );
+        // Partial: the foreign run (another config, data and code) is not tabled, which
+        // would otherwise be refused as a mixed sweep.
+        let table = merge_planned(&dirs, &plot, true).unwrap();
+        assert_eq!(table.runs.len(), 1);
+        assert_eq!(table.missing.len(), 1);
+        assert!(table.to_markdown().contains("Partial table"));
+        assert!(merge(&[a, foreign], &plot).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! (or `--seeds`) gives each run its seeds.
 
 mod merge;
+mod mixing;
 mod plot;
 mod table;
 
@@ -29,7 +30,7 @@ use patchcore_model::Config;
 use crate::protocol::{EvaluateOptions, evaluate, open_categories};
 use crate::provenance::provenance;
 
-pub use merge::{merge, write_tables};
+pub use merge::{EXPECTED_POINTS, merge, merge_planned, write_tables};
 pub use table::{PlotSpec, RunRow, SweepTable};
 
 /// One swept key and its values.

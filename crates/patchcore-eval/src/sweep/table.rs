@@ -49,6 +49,9 @@ pub struct SweepTable {
     pub keys: Vec<String>,
     /// Runs, sorted by their swept values in axis order.
     pub runs: Vec<RunRow>,
+    /// Planned points without a finished report, when a partial table was accepted
+    /// (`--allow-partial`); the tables say so.
+    pub missing: Vec<String>,
     /// The plot.
     pub plot: PlotSpec,
 }
