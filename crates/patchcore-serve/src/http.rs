@@ -13,28 +13,11 @@ use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::body::BodyPolicy;
 use crate::conn::ConflictingFraming;
 use crate::error::{ApiError, ErrorKind};
-use crate::metrics::Metrics;
 use crate::predict::predict;
-use crate::registry::{Registry, Served};
-
-/// Shared state of the routes.
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub metrics: Arc<Metrics>,
-    pub token: Option<String>,
-    /// Decodes at once, at most one per core: more only adds threads and memory.
-    pub decoders: Arc<tokio::sync::Semaphore>,
-    /// How request bodies must arrive.
-    pub body: BodyPolicy,
-    /// The decode budget in KiB, shared by every model: each decode reserves its peak
-    /// memory (read from the image header) until the full-size image is dropped.
-    pub budget: Arc<tokio::sync::Semaphore>,
-    /// The whole budget in KiB.
-    pub budget_kib: u32,
-}
+use crate::registry::Served;
+use crate::state::AppState;
 
 /// The web page, compiled in.
 const INDEX_HTML: &str = include_str!("../assets/index.html");

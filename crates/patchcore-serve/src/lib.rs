@@ -37,6 +37,7 @@ mod http;
 mod metrics;
 mod predict;
 mod registry;
+mod state;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -164,7 +165,7 @@ pub async fn serve(
         1,
         tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize) as u64,
     ) as u32;
-    let state = Arc::new(http::AppState {
+    let state = Arc::new(state::AppState {
         registry,
         metrics,
         token: opts.token.clone(),

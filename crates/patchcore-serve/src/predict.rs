@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::body::image_bytes;
 use crate::error::{ApiError, internal, rejection, unavailable};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::registry::{Job, Refused, Scored, Served};
 
 /// `?heatmap=png|overlay`.
