@@ -144,9 +144,36 @@ fn pixel_metrics_at_full_resolution() {
     );
     let (c, f) = (crop.pixel_auroc.unwrap(), full.pixel_auroc.unwrap());
     assert!(f > 0.9 && c > 0.9, "crop {c}, full {f}");
-    assert_ne!(
-        c, f,
-        "full resolution counts the 256x256 pixels, not the 224x224 crop"
+
+    // Which pixels were counted: every pixel of every test image at the crop (224x224) or at
+    // the file's own size (256x256), and at full resolution exactly the masks' defect pixels.
+    let cat = patchcore::data::MvtecCategory::open(data.path(), &spec.category).unwrap();
+    let n = cat.test.len() as u64;
+    let defect_pixels: u64 = cat
+        .test
+        .iter()
+        .filter_map(|t| t.mask.as_ref())
+        .map(|m| {
+            let mask = image::open(m).unwrap().to_luma8();
+            assert_eq!(mask.dimensions(), (spec.size, spec.size));
+            mask.pixels().filter(|p| p.0[0] != 0).count() as u64
+        })
+        .sum();
+    assert!(defect_pixels > 0);
+    let counts = |r: &patchcore::eval::CategoryResult| {
+        assert_eq!(r.pixel_histograms.len(), 1, "one seed, one set of histograms");
+        r.pixel_histograms[0].pixel_counts()
+    };
+    let (crop_normal, crop_defect) = counts(&crop);
+    let side = cfg.data.crop as u64;
+    assert_eq!(crop_normal + crop_defect, n * side * side);
+    let (full_normal, full_defect) = counts(&full);
+    let full_side = spec.size as u64;
+    assert_eq!(full_normal + full_defect, n * full_side * full_side);
+    assert_eq!(full_defect, defect_pixels, "every mask pixel, at the mask's size");
+    assert!(
+        crop_defect <= defect_pixels,
+        "the crop keeps at most the masks' defect pixels"
     );
 }
 

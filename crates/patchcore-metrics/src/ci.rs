@@ -348,6 +348,15 @@ impl PixelHistograms {
         self.counts.is_empty()
     }
 
+    /// Pixels counted over all images added: (normal, anomalous).
+    pub fn pixel_counts(&self) -> (u64, u64) {
+        let b = self.bins;
+        self.counts.iter().fold((0, 0), |(n, a), c| {
+            let sum = |s: &[u32]| s.iter().map(|&v| v as u64).sum::<u64>();
+            (n + sum(&c[..b]), a + sum(&c[b..]))
+        })
+    }
+
     /// AUROC of the images weighted by `w` (ties within a bin counted half).
     fn auroc(&self, w: &[u32], acc: &mut [f64]) -> f64 {
         let b = self.bins;
@@ -550,6 +559,8 @@ mod tests {
         for (m, k) in maps.iter().zip(&masks) {
             hist.add(m, k).unwrap();
         }
+        let anomalous: u64 = masks.iter().flatten().map(|&m| m as u64).sum();
+        assert_eq!(hist.pixel_counts(), (30 * (h * w) as u64 - anomalous, anomalous));
         let binned = hist.auroc(&[1; 30], &mut vec![0.0; 2 * 4096]);
         assert!((binned - exact).abs() < 1e-3, "{binned} vs {exact}");
         hist.set_exact(exact);
