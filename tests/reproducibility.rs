@@ -161,7 +161,11 @@ fn pixel_metrics_at_full_resolution() {
         .sum();
     assert!(defect_pixels > 0);
     let counts = |r: &patchcore::eval::CategoryResult| {
-        assert_eq!(r.pixel_histograms.len(), 1, "one seed, one set of histograms");
+        assert_eq!(
+            r.pixel_histograms.len(),
+            1,
+            "one seed, one set of histograms"
+        );
         r.pixel_histograms[0].pixel_counts()
     };
     let (crop_normal, crop_defect) = counts(&crop);
@@ -170,7 +174,10 @@ fn pixel_metrics_at_full_resolution() {
     let (full_normal, full_defect) = counts(&full);
     let full_side = spec.size as u64;
     assert_eq!(full_normal + full_defect, n * full_side * full_side);
-    assert_eq!(full_defect, defect_pixels, "every mask pixel, at the mask's size");
+    assert_eq!(
+        full_defect, defect_pixels,
+        "every mask pixel, at the mask's size"
+    );
     assert!(
         crop_defect <= defect_pixels,
         "the crop keeps at most the masks' defect pixels"

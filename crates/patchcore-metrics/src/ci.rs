@@ -560,7 +560,10 @@ mod tests {
             hist.add(m, k).unwrap();
         }
         let anomalous: u64 = masks.iter().flatten().map(|&m| m as u64).sum();
-        assert_eq!(hist.pixel_counts(), (30 * (h * w) as u64 - anomalous, anomalous));
+        assert_eq!(
+            hist.pixel_counts(),
+            (30 * (h * w) as u64 - anomalous, anomalous)
+        );
         let binned = hist.auroc(&[1; 30], &mut vec![0.0; 2 * 4096]);
         assert!((binned - exact).abs() < 1e-3, "{binned} vs {exact}");
         hist.set_exact(exact);

@@ -29,8 +29,8 @@ use tokio::sync::oneshot;
 
 use crate::body::image_bytes;
 use crate::error::{ApiError, internal, rejection, unavailable};
-use crate::state::AppState;
 use crate::registry::{Job, Refused, Scored, Served};
+use crate::state::AppState;
 
 /// `?heatmap=png|overlay`.
 #[derive(Debug, Deserialize, Default)]

@@ -18,6 +18,7 @@ mod coreset;
 mod growth;
 mod latency;
 mod serve;
+mod serve_edges;
 
 use components::{indices, run, samplers};
 use coreset::{coreset, rules};

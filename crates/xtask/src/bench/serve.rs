@@ -2,7 +2,8 @@
 //! binary serves it as a child process, and client threads post the bottle test images for a
 //! fixed time at each concurrency (a client answered 503 waits as `Retry-After` says);
 //! in-process decode + predict of the same images, one at a time and in batches, is measured
-//! in the same run for comparison.
+//! in the same run for comparison. Two kinds of hostile load are rows of their own: 100 clients
+//! sending 1 byte per second beside 8 normal ones, and 8000x8000 images (memory).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -100,17 +101,23 @@ fn drive(served: &Served, images: &Arc<Vec<Vec<u8>>>, clients: usize, seconds: f
                 let mut i = c;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = request(
-                        addr,
-                        "POST",
-                        "/v1/models/bottle/predict",
-                        &[],
-                        &images[i % images.len()],
-                    );
-                    out.push((r.status, t.elapsed().as_secs_f64()));
+                    // A refused or reset connection (the client panics) counts as status 0.
+                    let r = std::panic::catch_unwind(|| {
+                        request(
+                            addr,
+                            "POST",
+                            "/v1/models/bottle/predict",
+                            &[],
+                            &images[i % images.len()],
+                        )
+                    });
+                    let status = r.as_ref().map_or(0, |r| r.status);
+                    out.push((status, t.elapsed().as_secs_f64()));
                     i += clients;
                     // A well-behaved client waits as Retry-After says.
-                    if r.status == 503 {
+                    if let Ok(r) = r
+                        && r.status == 503
+                    {
                         let wait = r
                             .header("retry-after")
                             .and_then(|v| v.parse().ok())
@@ -203,11 +210,86 @@ fn in_process(
     Ok((lat, base_secs, b, batched, batched_tput))
 }
 
-/// Runs the suite and prints its Markdown table.
-pub fn serve_suite(data_root: &Path, seconds: f64) -> Result<()> {
-    let dir = tempfile_dir()?;
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
+/// One row of the table: the server's extra flags, the clients posting `images`, and the
+/// slow clients beside them.
+struct Row<'a> {
+    name: &'a str,
+    extra: &'a [&'a str],
+    clients: usize,
+    slow: usize,
+    images: &'a Arc<Vec<Vec<u8>>>,
+}
+
+/// What every row shares: the models folder, the bottle images, the in-process throughput
+/// and the notes printed under the table.
+struct Suite<'a> {
+    models: &'a Path,
+    images: &'a Arc<Vec<Vec<u8>>>,
+    base_tput: f64,
+    seconds: f64,
+    notes: std::cell::RefCell<Vec<String>>,
+}
+
+impl Suite<'_> {
+    /// Serves the model with the row's flags, drives it, prints the row; the requests/s.
+    fn row(&self, r: Row) -> Result<f64> {
+        let served = start_server(self.models, r.extra)?;
+        // Warm-up: the first request pays for page faults and thread start.
+        for img in self.images.iter().take(4) {
+            request(served.addr, "POST", "/v1/models/bottle/predict", &[], img);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let slow = super::serve_edges::start_slow_clients(served.addr, r.slow, &stop);
+        if r.slow > 0 {
+            // Let the slow clients take their connections before the row is timed.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let l = drive(&served, r.images, r.clients, self.seconds);
+        stop.store(true, Ordering::Relaxed);
+        let slow = super::serve_edges::SlowStats::merge(
+            slow.into_iter().filter_map(|t| t.join().ok()).collect(),
+        );
+        let tput = l.ok as f64 / l.seconds;
+        let peak = rss_mib(served.child.id()).map(|r| r.1).unwrap_or(f64::NAN);
+        let vs = if r.images.len() == self.images.len() {
+            format!("{:.2}", tput / self.base_tput)
+        } else {
+            "-".to_string()
+        };
+        println!(
+            "| {} | {} | {tput:.1} | {vs} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0}-{:.0} | {:.0} → {:.0} | {peak:.0} |",
+            r.name,
+            r.clients,
+            pct(&l.latencies, 0.5),
+            pct(&l.latencies, 0.95),
+            pct(&l.latencies, 0.99),
+            l.ok,
+            l.busy,
+            if l.other.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{:?}", l.other)
+            },
+            l.rss_min_max.0,
+            l.rss_min_max.1,
+            l.rss_first_last.0,
+            l.rss_first_last.1
+        );
+        if r.slow > 0 {
+            self.notes.borrow_mut().push(format!(
+                "{} slow clients beside {} clients: {}",
+                r.slow,
+                r.clients,
+                slow.describe()
+            ));
+        }
+        Ok(tput)
+    }
+}
+
+/// Fits the default experiment on bottle into `models/bottle.patchcore`; the model file and
+/// the bytes of the bottle test images.
+fn fit_bottle(data_root: &Path, models: &Path) -> Result<(std::path::PathBuf, Arc<Vec<Vec<u8>>>)> {
     let cfg = Config::default_experiment()?;
     let fitted = fit_model(
         &cfg,
@@ -228,6 +310,15 @@ pub fn serve_suite(data_root: &Path, seconds: f64) -> Result<()> {
             .collect::<Result<_>>()?,
     );
 
+    Ok((model_path, images))
+}
+
+/// Runs the suite and prints its Markdown table.
+pub fn serve_suite(data_root: &Path, seconds: f64) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
+    let (model_path, images) = fit_bottle(data_root, &models)?;
     let (mut lat, base_secs, b, batched, batched_tput) = in_process(&model_path, &images, seconds)?;
     lat.sort_by(f64::total_cmp);
     let base_tput = lat.len() as f64 / base_secs;
@@ -249,39 +340,63 @@ pub fn serve_suite(data_root: &Path, seconds: f64) -> Result<()> {
         "| in-process decode + predict, batches of {b} (no HTTP) | - | {batched_tput:.1} | {:.2} | | | | {batched} | | | | | |",
         batched_tput / base_tput
     );
-    let row = |name: &str, extra: &[&str], clients: usize| -> Result<()> {
-        let served = start_server(&models, extra)?;
-        // Warm-up: the first request pays for page faults and thread start.
-        for img in images.iter().take(4) {
-            request(served.addr, "POST", "/v1/models/bottle/predict", &[], img);
-        }
-        let l = drive(&served, &images, clients, seconds);
-        let tput = l.ok as f64 / l.seconds;
-        let peak = rss_mib(served.child.id()).map(|r| r.1).unwrap_or(f64::NAN);
-        println!(
-            "| {name} | {clients} | {tput:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0}-{:.0} | {:.0} → {:.0} | {peak:.0} |",
-            tput / base_tput,
-            pct(&l.latencies, 0.5),
-            pct(&l.latencies, 0.95),
-            pct(&l.latencies, 0.99),
-            l.ok,
-            l.busy,
-            if l.other.is_empty() {
-                "0".to_string()
-            } else {
-                format!("{:?}", l.other)
-            },
-            l.rss_min_max.0,
-            l.rss_min_max.1,
-            l.rss_first_last.0,
-            l.rss_first_last.1
-        );
-        Ok(())
+    let large = Arc::new(vec![super::serve_edges::large_png(8000)]);
+    let large_kib = large[0].len() / 1024;
+    let suite = Suite {
+        models: &models,
+        images: &images,
+        base_tput,
+        seconds,
+        notes: std::cell::RefCell::new(Vec::new()),
     };
-    row("default (window 5 ms, queue 64)", &[], 1)?;
-    row("default (window 5 ms, queue 64)", &[], 8)?;
-    row("default (window 5 ms, queue 64)", &[], 32)?;
-    row("small queue (4)", &["--queue-capacity", "4"], 32)?;
+    let row = |r: Row| suite.row(r);
+    let default = "default (window 5 ms, queue 64)";
+    let plain = |name, extra, clients| Row {
+        name,
+        extra,
+        clients,
+        slow: 0,
+        images: &images,
+    };
+    row(plain(default, &[], 1))?;
+    // The machine's speed drifts over minutes: the rows with and without slow clients
+    // alternate, twice each, and the ratio compares their means.
+    let slow_row = || Row {
+        name: "default, beside 100 slow clients (1 byte/s: 50 heads, 50 bodies)",
+        slow: 100,
+        ..plain(default, &[], 8)
+    };
+    let (mut eight, mut slowed) = (0.0, 0.0);
+    for _ in 0..2 {
+        eight += row(plain(default, &[], 8))? / 2.0;
+        slowed += row(slow_row())? / 2.0;
+    }
+    row(plain(default, &[], 32))?;
+    row(plain(
+        "small queue (`--queue-capacity 4`)",
+        &["--queue-capacity", "4"],
+        32,
+    ))?;
+    let big_name = format!("8000x8000 PNG ({large_kib} KiB), default decode budget (1024 MiB)");
+    row(Row {
+        name: &big_name,
+        images: &large,
+        ..plain(default, &[], 8)
+    })?;
+    let big_small = format!("8000x8000 PNG ({large_kib} KiB), `--decode-budget-mb 256`");
+    row(Row {
+        name: &big_small,
+        images: &large,
+        ..plain(default, &["--decode-budget-mb", "256"], 8)
+    })?;
+    println!();
+    println!(
+        "8 clients beside 100 slow clients: {slowed:.1} requests/s (mean of 2 rows), {:.2}x the 8-client rows without them ({eight:.1}, mean of the 2 rows alternating with them).",
+        slowed / eight
+    );
+    for n in suite.notes.borrow().iter() {
+        println!("{n}.");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
