@@ -127,6 +127,7 @@ fn header(rows: usize, dim: usize) -> ModelHeader {
         dataset: "synthetic".into(),
         threshold: None,
         score_range: None,
+        tiled: None,
     }
 }
 

@@ -132,10 +132,23 @@ fn is_image(p: &Path) -> bool {
 /// errors of the others (reported and skipped; the rest is still scored).
 type Decoded = (Vec<PathBuf>, Vec<image::RgbImage>, Vec<(PathBuf, Error)>);
 
-fn decode_chunk(chunk: &[PathBuf], limits: patchcore_data::ImageLimits) -> Decoded {
+fn decode_chunk(chunk: &[PathBuf], model: &FittedPatchCore) -> Decoded {
+    let limits = model.limits();
+    // An image a tiled model cannot score (smaller than a tile; another size than
+    // per-position banks) is reported like an unreadable one.
     let decoded: Vec<(PathBuf, Result<image::RgbImage>)> = chunk
         .par_iter()
-        .map(|p| (p.clone(), load_rgb_with(p, &limits)))
+        .map(|p| {
+            let img = load_rgb_with(p, &limits).and_then(|img| {
+                let (w, h) = img.dimensions();
+                model.check_image_size(w, h).map_err(|e| Error::Dataset {
+                    path: p.clone(),
+                    message: e.to_string(),
+                })?;
+                Ok(img)
+            });
+            (p.clone(), img)
+        })
         .collect();
     let (mut good, mut images, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     for (p, r) in decoded {
@@ -190,7 +203,7 @@ pub fn predict(
     let mut failures = 0;
     let stdout = std::io::stdout();
     for chunk in paths.chunks(model.batch_size()) {
-        let (good, images, errors) = decode_chunk(chunk, model.limits());
+        let (good, images, errors) = decode_chunk(chunk, &model);
         for (p, e) in errors {
             failures += 1;
             bar.suspend(&|| eprintln!("error: {e}"));
@@ -258,7 +271,12 @@ fn write_map(
         (lo, hi)
     });
     let geometry: Geometry = model.geometry();
-    let png = heatmap_overlay(&geometry.apply_rgb(img), map, range);
+    // A tiled model's map has the image's own size.
+    let png = if model.tiling().is_some() {
+        heatmap_overlay(img, map, range)
+    } else {
+        heatmap_overlay(&geometry.apply_rgb(img), map, range)
+    };
     let name = map_name(p, unique_stem);
     let target = dir.join(&name);
     let mut bytes = Vec::new();

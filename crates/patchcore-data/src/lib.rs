@@ -6,6 +6,8 @@
 //!   the same geometry with nearest-neighbour resizing.
 //! * [`MvtecCategory`]: the MVTec AD layout `<cat>/train/good`, `<cat>/test/<type>`,
 //!   `<cat>/ground_truth/<type>/<stem>_mask.png`.
+//! * [`Tiling`] / [`TileLayout`]: large images cut into tiles at their native resolution
+//!   (`[tiling]`) and per-pixel maps stitched back.
 //! * [`synthetic`]: a deterministic MVTec-style data set (textured surfaces with drawn
 //!   defects and their masks) for demos and tests.
 
@@ -15,6 +17,7 @@ mod geometry;
 mod mvtec;
 mod sources;
 pub mod synthetic;
+mod tiling;
 
 pub use geometry::{
     Geometry, IMAGENET_MEAN, IMAGENET_STD, ImageLimits, ImageProbe, ImageRejection, decode_bytes,
@@ -24,3 +27,4 @@ pub use mvtec::{
     IMAGE_EXTENSIONS, MvtecCategory, TestSample, TrainLimit, discover_categories, list_images,
 };
 pub use sources::{FolderSpec, open_folder, open_manifest};
+pub use tiling::{Blend, MIN_TILE, TileLayout, Tiling, TilingMode, TilingParams};

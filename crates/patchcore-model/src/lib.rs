@@ -20,6 +20,6 @@ pub mod render;
 pub use config::Config;
 pub use model::file as model_file;
 pub use model::{
-    FitStats, Fitted, FittedOn, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder,
+    BankSet, FitStats, Fitted, FittedOn, FittedPatchCore, LoadOptions, PatchCore, PatchCoreBuilder,
     Prediction, SeededSampler, StageTimes, TrainImages, Unfitted, WeightsInfo,
 };

@@ -89,6 +89,8 @@ fn config_of(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
 
 /// A model before and after fitting (Python has one class for both: predicting before
 /// fitting is a run-time error here, where Rust's types rule it out).
+// One model per Python object: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Model {
     Unfitted(PatchCore),
     Fitted(FittedPatchCore),
@@ -236,7 +238,8 @@ impl PyPatchCore {
         Ok((p.score, out(py, p.anomaly_map.into_dyn())))
     }
 
-    /// Scores several images at once: `(scores [n], maps [n, crop, crop])`.
+    /// Scores several images at once: `(scores [n], maps [n, h, w])`: `[crop, crop]` maps, or
+    /// for a tiled model the images' own size (images of one size only).
     fn predict_batch<'py>(
         &self,
         py: Python<'py>,
@@ -254,8 +257,17 @@ impl PyPatchCore {
         let preds = py
             .detach(|| model.predict_images(&decoded))
             .map_err(to_py)?;
-        let c = preds[0].anomaly_map.nrows();
-        let mut maps = Array3::<f32>::zeros((preds.len(), c, c));
+        // A tiled model's maps have each image's size: one array needs one size.
+        let (h, w) = preds[0].anomaly_map.dim();
+        if let Some(p) = preds.iter().find(|p| p.anomaly_map.dim() != (h, w)) {
+            return Err(to_py(Error::InvalidArgument(format!(
+                "a tiled model's maps have each image's size ({h}x{w} and {}x{}): pass images \
+                 of one size to predict_batch, or call predict per image",
+                p.anomaly_map.nrows(),
+                p.anomaly_map.ncols()
+            ))));
+        }
+        let mut maps = Array3::<f32>::zeros((preds.len(), h, w));
         for (mut m, p) in maps.outer_iter_mut().zip(&preds) {
             m.assign(&p.anomaly_map);
         }

@@ -54,6 +54,22 @@ pub trait Scorer: Send + Sync {
         height: usize,
         width: usize,
     ) -> Array2<f32>;
+    /// The first half of [`Scorer::anomaly_map`] for tiled images: one tile's patch grid at
+    /// `height x width`, before the smoothing that [`Scorer::smooth`] applies once to the
+    /// stitched map. The default is the whole `anomaly_map` (each tile smoothed on its own,
+    /// `smooth` then the identity); [`PatchCoreScorer`] splits the two.
+    fn upsample(
+        &self,
+        patch_scores: ArrayView2<'_, f32>,
+        height: usize,
+        width: usize,
+    ) -> Array2<f32> {
+        self.anomaly_map(patch_scores, height, width)
+    }
+    /// The second half of [`Scorer::anomaly_map`]: the smoothing of a (stitched) map.
+    fn smooth(&self, map: Array2<f32>) -> Array2<f32> {
+        map
+    }
 }
 
 /// How the patch-score grid is brought to the image size.
@@ -250,14 +266,26 @@ impl Scorer for PatchCoreScorer {
         height: usize,
         width: usize,
     ) -> Array2<f32> {
-        let up = match self.upsample {
+        Scorer::smooth(self, Scorer::upsample(self, patch_scores, height, width))
+    }
+
+    fn upsample(
+        &self,
+        patch_scores: ArrayView2<'_, f32>,
+        height: usize,
+        width: usize,
+    ) -> Array2<f32> {
+        match self.upsample {
             Upsample::Bilinear => resize_bilinear(patch_scores, height, width),
             Upsample::Nearest => resize_nearest(patch_scores, height, width),
-        };
+        }
+    }
+
+    fn smooth(&self, map: Array2<f32>) -> Array2<f32> {
         if self.sigma > 0.0 {
-            gaussian_blur(up.view(), self.sigma)
+            gaussian_blur(map.view(), self.sigma)
         } else {
-            up
+            map
         }
     }
 }

@@ -75,8 +75,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| internal(format!("image task failed: {e}")))
 }
 
-/// The decoded image resized for the model, and the network input for an overlay.
-type Prepared = (image::RgbImage, Option<image::RgbImage>);
+/// The decoded image resized for the model (as decoded for a tiled model), the network input
+/// for an overlay, and for a tiled model the budget reservation of its full-size image, held
+/// until it is scored.
+type Prepared = (
+    image::RgbImage,
+    Option<image::RgbImage>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// Reserves the decode's peak memory from the budget, then decodes and resizes on the
 /// blocking pool (one decode per core at a time): `(prepared, decode seconds)`.
@@ -122,14 +128,34 @@ async fn decode_within_budget(
         .await
         .map_err(|e| internal(e.to_string()))?;
     let geometry = served.model.geometry();
+    let tiled = served.model.tiling().is_some();
+    if tiled {
+        served
+            .model
+            .check_image_size(probe.width, probe.height)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "image_size",
+                    e.to_string(),
+                )
+            })?;
+    }
     let td = Instant::now();
     let prepared = blocking(move || {
-        let (_reserved, _decoder) = (reserved, decoder);
+        let _decoder = decoder;
         let full = decode_rgb_bytes(&bytes, &limits)?;
+        if tiled {
+            // Tiles are cut from the image as decoded: it stays whole, and so does its share
+            // of the decode budget until the model has scored it.
+            let input = overlay.then(|| full.clone());
+            return Ok((full, input, Some(reserved)));
+        }
+        drop(reserved);
         let held = geometry.resize_rgb(&full);
         drop(full);
         let input = overlay.then(|| geometry.apply_rgb(&held));
-        Ok((held, input))
+        Ok((held, input, None))
     })
     .await?
     .map_err(rejection)?;
@@ -151,7 +177,7 @@ async fn admit_decode_and_score(
         )));
     };
     let on_the_way = served.incoming();
-    let ((image, input), decode_seconds) =
+    let ((image, input, _held_budget), decode_seconds) =
         decode_within_budget(served, state, bytes, heatmap == Some("overlay")).await?;
     let (tx, rx) = oneshot::channel();
     served

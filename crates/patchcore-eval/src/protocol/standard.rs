@@ -102,9 +102,10 @@ fn fit_and_score(
     };
     for model in models.iter_mut() {
         tracing::info!(category = %cat.name, backbone = model.backbone().name(), train = cat.train.len(), test = cat.test.len(), seeds = ?seeds, "fitting");
-        let fits = model.fit_banks(TrainImages::Paths(&cat.train), seeds, bar)?;
+        let fits = model.fit_bank_sets(TrainImages::Paths(&cat.train), seeds, bar)?;
+        let mut fitted_size = None;
         let mut indices = Vec::with_capacity(seeds.len());
-        for (i, ((bank, stats), &seed)) in fits.into_iter().zip(seeds).enumerate() {
+        for (i, ((set, stats), &seed)) in fits.into_iter().zip(seeds).enumerate() {
             if i == 0 {
                 out.bank_rows += stats.bank_rows;
                 out.bank_rows_full += stats.bank_rows_full;
@@ -113,7 +114,13 @@ fn fit_and_score(
             out.extract_seconds += stats.extract_seconds;
             out.coreset_per_seed[i] += stats.sample_seconds;
             let t = Instant::now();
-            indices.push(model.build_index_for_seed(bank, seed)?);
+            fitted_size = set.image_size;
+            let built = set
+                .banks
+                .into_iter()
+                .map(|bank| model.build_index_for_seed(bank, seed))
+                .collect::<Result<Vec<_>>>()?;
+            indices.push(built);
             out.index_seconds += t.elapsed().as_secs_f64();
             tracing::info!(
                 category = %cat.name,
@@ -125,8 +132,12 @@ fn fit_and_score(
                 "memory bank ready"
             );
         }
-        let refs: Vec<&dyn NearestNeighborIndex> = indices.iter().map(|b| b.as_ref()).collect();
-        let preds = model.predict_paths_multi(&paths, &refs, bar, &mut out.test_times)?;
+        let refs: Vec<Vec<&dyn NearestNeighborIndex>> = indices
+            .iter()
+            .map(|set| set.iter().map(|b| b.as_ref()).collect())
+            .collect();
+        let preds =
+            model.predict_paths_multi(&paths, &refs, fitted_size, bar, &mut out.test_times)?;
         for (slot, p) in out.members.iter_mut().zip(preds) {
             let scores: Vec<f32> = p.iter().map(|p| p.score).collect();
             slot.push((scores, p.into_iter().map(|p| p.anomaly_map).collect()));
@@ -165,14 +176,18 @@ fn measure_seeds(
             }
         };
         if i == 0 && html {
+            let tiled = model.tiling().is_some();
+            let full_masks = masks.as_ref().filter(|_| tiled).map(Masks::full);
             section = html_section(
                 cat,
                 &scores,
                 &maps,
-                masks.as_ref().map(|m| m.crop.as_slice()),
+                full_masks
+                    .as_deref()
+                    .or(masks.as_ref().map(|m| m.crop.as_slice())),
                 &image,
                 pixel.as_ref(),
-                geometry,
+                (!tiled).then_some(geometry),
             )?;
         }
         seed_scores.push(scores);
@@ -345,14 +360,20 @@ fn html_section(
     masks: Option<&[Vec<u8>]>,
     image: &patchcore_metrics::ImageMetrics,
     pixel: Option<&PixelMetricValues>,
-    geometry: patchcore_data::Geometry,
+    geometry: Option<patchcore_data::Geometry>,
 ) -> Result<String> {
     let rel = |p: &PathBuf| relative(cat, p);
     let (lo, hi) = value_range(maps);
+    // Through the model's geometry, or as decoded for a tiled model (maps at full size).
     let inputs: Vec<image::RgbImage> = cat
         .test
         .par_iter()
-        .map(|t| load_rgb(&t.path).map(|img| geometry.apply_rgb(&img)))
+        .map(|t| {
+            load_rgb(&t.path).map(|img| match geometry {
+                Some(g) => g.apply_rgb(&img),
+                None => img,
+            })
+        })
         .collect::<Result<_>>()?;
     let shown: Vec<crate::report::html::Shown<'_>> = cat
         .test
@@ -387,6 +408,19 @@ fn html_section(
 pub(crate) struct Masks {
     crop: Vec<Vec<u8>>,
     loaded: Vec<(Option<image::GrayImage>, (u32, u32))>,
+}
+
+impl Masks {
+    /// The masks at their own resolution as 0/1 values (all zero for good images).
+    fn full(&self) -> Vec<Vec<u8>> {
+        self.loaded
+            .iter()
+            .map(|(m, (w, h))| match m {
+                Some(m) => m.pixels().map(|p| u8::from(p.0[0] > 127)).collect(),
+                None => vec![0u8; *w as usize * *h as usize],
+            })
+            .collect()
+    }
 }
 
 /// Loads a category's masks, checked against their images' sizes.
@@ -451,7 +485,12 @@ fn pixel_metrics_of(
                 hist.add(values, m)?;
             }
             MetricsResolution::Full => {
-                let full = full_resolution_map(map, geometry, *h0 as usize, *w0 as usize);
+                // A tiled model's maps already have the image's size.
+                let full = if map.dim() == (*h0 as usize, *w0 as usize) {
+                    map.clone()
+                } else {
+                    full_resolution_map(map, geometry, *h0 as usize, *w0 as usize)
+                };
                 let mask: Vec<u8> = match full_mask {
                     Some(fm) => fm.pixels().map(|p| u8::from(p.0[0] > 127)).collect(),
                     None => vec![0u8; full.len()],

@@ -137,6 +137,9 @@ fn data_uri(img: &RgbImage) -> String {
     )
 }
 
+/// Widest overlay embedded in the page, in pixels.
+const MAX_SHOWN: u32 = 448;
+
 fn tile(s: &Shown<'_>, view: &CategoryView<'_>) -> String {
     let verdict = if s.score >= view.image_threshold {
         "anomalous"
@@ -144,12 +147,19 @@ fn tile(s: &Shown<'_>, view: &CategoryView<'_>) -> String {
         "good"
     };
     let wrong = (s.score >= view.image_threshold) != s.anomalous;
+    let mut shown = overlay(s, view);
+    // Full-resolution maps (tiled models) are downscaled for the page.
+    if shown.width() > MAX_SHOWN {
+        let h = (shown.height() * MAX_SHOWN).div_ceil(shown.width()).max(1);
+        shown =
+            image::imageops::resize(&shown, MAX_SHOWN, h, image::imageops::FilterType::Triangle);
+    }
     format!(
         r#"<figure class="{cls}"><img src="{src}" width="{w}" height="{h}" alt="{name}"><figcaption>{name}<br>{ty}, score {score:.3} → {verdict}</figcaption></figure>"#,
         cls = if wrong { "wrong" } else { "right" },
-        src = data_uri(&overlay(s, view)),
-        w = s.map.dim().1,
-        h = s.map.dim().0,
+        src = data_uri(&shown),
+        w = shown.width(),
+        h = shown.height(),
         name = esc(&s.name),
         ty = esc(&s.defect_type),
         score = s.score,

@@ -19,6 +19,7 @@ mod section;
 pub use data::{DataConfig, DataSource, ManifestConfig, MetricsResolution, TrainSelection};
 pub use fit::FitConfig;
 pub use patchcore_backbone::{Architecture, BackboneConfig, WeightsFallback, expand_home};
+pub use patchcore_data::{Blend, TilingMode, TilingParams};
 pub use section::Section;
 
 /// Deserializes an internally tagged section whose `kind` may be left out: a missing `kind`
@@ -46,6 +47,11 @@ fn nn_with_default_kind<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<IndexParams, D::Error> {
     with_default_kind(d, "exact")
+}
+
+/// A config without `[tiling]` serialises as before tiling existed (same provenance hashes).
+fn tiling_is_default(t: &TilingParams) -> bool {
+    *t == TilingParams::default()
 }
 
 /// A whole experiment.
@@ -94,6 +100,10 @@ pub struct Config {
     /// Memory bound of fitting.
     #[serde(default)]
     pub fit: FitConfig,
+    /// `[tiling]`: large images cut into tiles at their native resolution (mode "shared" or
+    /// "per_position"); off by default (docs/HIGH_RESOLUTION.md).
+    #[serde(default, skip_serializing_if = "tiling_is_default")]
+    pub tiling: TilingParams,
     /// `[serve]`: the inspection service's batching and limits, owned and checked by
     /// `patchcore-serve` (`ServeConfig::of`); kept here as written, so a model file carries it.
     #[serde(default, skip_serializing_if = "Section::is_empty")]
@@ -172,8 +182,9 @@ pub fn overridden_toml(text: &str, overrides: &[(String, toml::Value)]) -> Resul
 /// Top-level keys; `PATCHCORE_<KEY>[__<SUBKEY>]` variables override them. Other
 /// `PATCHCORE_*` variables (`PATCHCORE_SHARED_DIR`, `PATCHCORE_CACHE_DIR`, `PATCHCORE_PYTHON`,
 /// `PATCHCORE_LOG`) are not config keys and are left alone.
-pub const TOP_LEVEL_KEYS: [&str; 13] = [
+pub const TOP_LEVEL_KEYS: [&str; 14] = [
     "serve",
+    "tiling",
     "protocol",
     "fit",
     "ensemble",
@@ -332,6 +343,7 @@ impl Config {
         self.sampler.validate()?;
         self.nn.validate()?;
         self.scorer.validate()?;
+        self.tiling.check()?;
         Ok(())
     }
 

@@ -149,6 +149,7 @@ impl PatchCoreBuilder {
             }
             None => Box::new(cfg.scorer.check()?) as Box<dyn Scorer>,
         };
+        let tiling = cfg.tiling.check()?;
         Ok(PatchCore {
             backbone,
             aggregator,
@@ -156,7 +157,12 @@ impl PatchCoreBuilder {
             index_builder,
             scorer,
             undescribed,
-            geometry: Geometry::new(cfg.data.resize, cfg.data.crop)?,
+            geometry: match tiling {
+                // A tile is the network input as it is: no resize, no crop.
+                Some(t) => Geometry::new(t.tile(), t.tile())?,
+                None => Geometry::new(cfg.data.resize, cfg.data.crop)?,
+            },
+            tiling,
             forward_batch: cfg.data.forward_batch_for(cfg.device),
             weights,
             limits: cfg.image_limits(),

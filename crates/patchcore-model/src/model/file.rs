@@ -6,7 +6,9 @@
 //! Layout (docs/MODEL_FILE.md):
 //! * tensor `memory_bank`: float32 `[rows, dim]`, the selected patch features.
 //! * metadata `patchcore.header`: [`ModelHeader`] as JSON: format name and version, the full
-//!   config, backbone identity and weights SHA-256, geometry, threshold and score range.
+//!   config, backbone identity and weights SHA-256, geometry, threshold and score range; for
+//!   a tiled model the rows of each bank ([`TiledBanks`]: per-position banks are stored one
+//!   after the other in `memory_bank`).
 //! * metadata `patchcore.sha256`: SHA-256 (hex) of the header JSON bytes followed by the bank's
 //!   little-endian bytes. A flipped bit anywhere in either is detected on load.
 //!
@@ -81,6 +83,20 @@ pub struct ModelHeader {
     /// Smallest and largest image score seen when the threshold was chosen (for normalised
     /// scores: `(s - threshold) / (max - min) + 0.5`, clipped to [0, 1], as anomalib).
     pub score_range: Option<(f32, f32)>,
+    /// The banks of a tiled model (`[tiling]`); absent for an untiled one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiled: Option<TiledBanks>,
+}
+
+/// How the `memory_bank` tensor of a tiled model splits into banks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TiledBanks {
+    /// Rows of each bank, in order (one entry for `shared`, one per tile position, row-major,
+    /// for `per_position`); they sum to `bank_rows`.
+    pub bank_rows: Vec<usize>,
+    /// The training images' `(width, height)`, where they shared one (always for
+    /// `per_position`).
+    pub image_size: Option<(u32, u32)>,
 }
 
 impl ModelHeader {

@@ -38,7 +38,7 @@ impl<'a> TrainImages<'a> {
     }
 
     /// Images `range`.
-    fn slice(&self, range: std::ops::Range<usize>) -> TrainImages<'a> {
+    pub(super) fn slice(&self, range: std::ops::Range<usize>) -> TrainImages<'a> {
         match *self {
             TrainImages::Paths(p) => TrainImages::Paths(&p[range]),
             TrainImages::Decoded(d) => TrainImages::Decoded(&d[range]),
@@ -62,6 +62,17 @@ impl SeededSampler<'_> {
             SeededSampler::Built(b) => b.as_ref(),
         }
     }
+}
+
+/// Something to fit: at least one image and one seed.
+pub(super) fn check_fit_args(train: TrainImages<'_>, seeds: &[u64]) -> Result<()> {
+    if train.is_empty() {
+        return Err(Error::InvalidArgument("no training images".into()));
+    }
+    if seeds.is_empty() {
+        return Err(Error::InvalidArgument("no seeds to fit".into()));
+    }
+    Ok(())
 }
 
 /// Seconds spent extracting and subsampling, summed over a fit.
@@ -165,7 +176,7 @@ impl<S: Sync> PatchCore<S> {
     }
 
     /// The decoded images of a source: borrowed when already decoded.
-    fn images<'a>(&self, source: TrainImages<'a>) -> Result<Cow<'a, [image::RgbImage]>> {
+    pub(super) fn images<'a>(&self, source: TrainImages<'a>) -> Result<Cow<'a, [image::RgbImage]>> {
         match source {
             TrainImages::Paths(p) => Ok(Cow::Owned(self.decode(p)?)),
             TrainImages::Decoded(d) => Ok(Cow::Borrowed(d)),
@@ -216,19 +227,23 @@ impl PatchCore {
         progress: &dyn Progress,
     ) -> Result<FittedPatchCore> {
         let seed = self.config.seed;
-        let (bank, mut stats) = self
-            .fit_banks(train, &[seed], progress)?
+        let (set, mut stats) = self
+            .fit_bank_sets(train, &[seed], progress)?
             .pop()
             .expect("one seed");
         let t2 = Instant::now();
-        let index = self.index_builder.build(bank)?;
+        let indices = set
+            .banks
+            .into_iter()
+            .map(|b| self.index_builder.build(b))
+            .collect::<Result<Vec<_>>>()?;
         stats.index_seconds = t2.elapsed().as_secs_f64();
         let fitted_on = FittedOn {
             dataset: "images".into(),
             num_train: stats.num_images,
             rows_full: stats.bank_rows_full,
         };
-        Ok(self.with_index(index, fitted_on, Some(stats)))
+        Ok(self.with_indices(indices, set.image_size, fitted_on, Some(stats)))
     }
 }
 
@@ -258,17 +273,19 @@ impl<S: Sync> PatchCore<S> {
     /// `fit.max_feature_memory_mb` they are extracted once and every seed selects from the
     /// same matrix: a later seed costs only its selection (its stats show no extraction
     /// time). A streamed fit extracts again for every seed.
+    ///
+    /// Untiled models only: a tiled model fits through [`PatchCore::fit_bank_sets`].
     pub fn fit_banks(
         &self,
         train: TrainImages<'_>,
         seeds: &[u64],
         progress: &dyn Progress,
     ) -> Result<Vec<(Array2<f32>, FitStats)>> {
-        if train.is_empty() {
-            return Err(Error::InvalidArgument("no training images".into()));
-        }
-        if seeds.is_empty() {
-            return Err(Error::InvalidArgument("no seeds to fit".into()));
+        check_fit_args(train, seeds)?;
+        if self.tiling.is_some() {
+            return Err(Error::InvalidArgument(
+                "a tiled model ([tiling]) fits through fit_bank_sets".into(),
+            ));
         }
         let samplers = seeds
             .iter()
@@ -303,6 +320,8 @@ impl<S: Sync> PatchCore<S> {
             sample_seconds: clock.sample,
             index_seconds: 0.0,
             chunks,
+            sampler: String::new(),
+            banks: 1,
         };
         let mut out = Vec::with_capacity(seeds.len());
         if chunk_images >= n {
@@ -319,7 +338,9 @@ impl<S: Sync> PatchCore<S> {
                     sample: t1.elapsed().as_secs_f64(),
                 };
                 let bank = all.select(Axis(0), &selected);
-                out.push((stats(&bank, &clock, 1), bank));
+                let mut st = stats(&bank, &clock, 1);
+                st.sampler = sampler.get().name().to_string();
+                out.push((st, bank));
             }
         } else {
             let mut first = Some(first);
@@ -347,7 +368,9 @@ impl<S: Sync> PatchCore<S> {
                     &mut clock,
                     progress,
                 )?;
-                out.push((stats(&bank, &clock, chunks), bank));
+                let mut st = stats(&bank, &clock, chunks);
+                st.sampler = sampler.get().name().to_string();
+                out.push((st, bank));
             }
         }
         Ok(out.into_iter().map(|(s, b)| (b, s)).collect())

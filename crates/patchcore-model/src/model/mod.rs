@@ -8,6 +8,8 @@ pub mod file;
 mod fit;
 mod persist;
 mod predict;
+mod tiled_fit;
+mod tiled_predict;
 
 use std::path::PathBuf;
 
@@ -15,7 +17,7 @@ use ndarray::Array2;
 use patchcore_aggregate::FeatureAggregator;
 use patchcore_backbone::Backbone;
 use patchcore_core::Result;
-use patchcore_data::{Geometry, ImageLimits};
+use patchcore_data::{Geometry, ImageLimits, Tiling, TilingMode};
 use patchcore_device::ComputeDevice;
 use patchcore_nn::{IndexBuilder, NearestNeighborIndex};
 use patchcore_sampler::Sampler;
@@ -26,6 +28,7 @@ use file::Threshold;
 
 pub use assemble::PatchCoreBuilder;
 pub use fit::{SeededSampler, TrainImages};
+pub use tiled_fit::BankSet;
 
 /// Timings and sizes of a fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +49,12 @@ pub struct FitStats {
     pub index_seconds: f64,
     /// Chunks the features were streamed in (1 = all in memory at once).
     pub chunks: usize,
+    /// The selection algorithm that ran (`Sampler::name`), e.g. `greedy_coreset_partitioned`
+    /// where a tiled fit switched to the partitioned greedy above
+    /// `tiling.partitioned_above_rows`.
+    pub sampler: String,
+    /// Memory banks (1, or one per tile position).
+    pub banks: usize,
 }
 
 /// Seconds spent in each stage of prediction.
@@ -77,7 +86,8 @@ pub struct WeightsInfo {
 pub struct Prediction {
     /// Image-level anomaly score.
     pub score: f32,
-    /// `[crop, crop]` anomaly map at the network input geometry.
+    /// The anomaly map: `[crop, crop]` at the network input geometry, or for a tiled model
+    /// (`[tiling]`) `[height, width]` at the image's own resolution.
     pub anomaly_map: Array2<f32>,
 }
 
@@ -125,9 +135,13 @@ pub struct FittedOn {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unfitted;
 
-/// The state of a fitted model: its memory bank's index and what it was fitted on.
+/// The state of a fitted model: its memory banks' indices and what it was fitted on.
 pub struct Fitted {
-    index: Box<dyn NearestNeighborIndex>,
+    /// One index, or one per tile position (`tiling.mode = "per_position"`).
+    indices: Vec<Box<dyn NearestNeighborIndex>>,
+    /// The training images' size `(width, height)` of a tiled fit (required at predict
+    /// time by per-position banks).
+    image_size: Option<(u32, u32)>,
     fitted_on: FittedOn,
     stats: Option<FitStats>,
     threshold: Option<Threshold>,
@@ -156,6 +170,8 @@ pub struct PatchCore<S = Unfitted> {
     /// a model holding one cannot be saved.
     undescribed: Vec<(&'static str, String)>,
     geometry: Geometry,
+    /// `[tiling]` when on; the geometry is then one tile, unresized.
+    tiling: Option<Tiling>,
     /// Images per backbone forward call (`data.forward_batch_size`, resolved for the device).
     forward_batch: usize,
     weights: WeightsInfo,
@@ -192,19 +208,40 @@ impl PatchCore {
 
     /// Installs a memory bank (e.g. one fitted elsewhere) through the model's index builder:
     /// the fitted model.
+    /// A model with `tiling.mode = "per_position"` needs [`PatchCore::with_banks`].
     pub fn with_bank(self, bank: Array2<f32>, fitted_on: FittedOn) -> Result<FittedPatchCore> {
-        let index = self.index_builder.build(bank)?;
-        Ok(self.with_index(index, fitted_on, None))
+        self.with_banks(
+            BankSet {
+                banks: vec![bank],
+                image_size: None,
+            },
+            fitted_on,
+        )
     }
 
-    fn with_index(
+    /// Installs memory banks through the model's index builder: one bank, or for
+    /// `tiling.mode = "per_position"` one per tile position of `image_size` (row-major, as
+    /// [`patchcore_data::TileLayout::origins`]).
+    pub fn with_banks(self, set: BankSet, fitted_on: FittedOn) -> Result<FittedPatchCore> {
+        self.check_bank_set(&set)?;
+        let indices = set
+            .banks
+            .into_iter()
+            .map(|b| self.index_builder.build(b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.with_indices(indices, set.image_size, fitted_on, None))
+    }
+
+    fn with_indices(
         self,
-        index: Box<dyn NearestNeighborIndex>,
+        indices: Vec<Box<dyn NearestNeighborIndex>>,
+        image_size: Option<(u32, u32)>,
         fitted_on: FittedOn,
         stats: Option<FitStats>,
     ) -> FittedPatchCore {
         self.into_state(Fitted {
-            index,
+            indices,
+            image_size,
             fitted_on,
             stats,
             threshold: None,
@@ -219,9 +256,20 @@ impl FittedPatchCore {
         self.into_state(Unfitted)
     }
 
-    /// The fitted index.
+    /// The fitted index (for per-position banks: the first position's; see
+    /// [`FittedPatchCore::indices`]).
     pub fn index(&self) -> &dyn NearestNeighborIndex {
-        self.state.index.as_ref()
+        self.state.indices[0].as_ref()
+    }
+
+    /// Every fitted index: one, or one per tile position (row-major).
+    pub fn indices(&self) -> Vec<&dyn NearestNeighborIndex> {
+        self.state.indices.iter().map(|i| i.as_ref()).collect()
+    }
+
+    /// The training images' size `(width, height)` of a tiled fit, where they shared one.
+    pub fn fitted_image_size(&self) -> Option<(u32, u32)> {
+        self.state.image_size
     }
 
     /// What the bank was fitted on.
@@ -261,15 +309,25 @@ impl FittedPatchCore {
     }
 
     /// A copy of the memory bank, read back from the index (every index keeps the bank's rows
-    /// in their original order).
+    /// in their original order); per-position banks one after the other, in position order.
     pub fn bank(&self) -> Array2<f32> {
-        let index = self.index();
-        let (n, d) = (index.len(), index.dim());
+        let d = self.index().dim();
+        let n = self.state.indices.iter().map(|i| i.len()).sum();
         let mut bank = Array2::zeros((n, d));
-        for (i, mut row) in bank.rows_mut().into_iter().enumerate() {
-            row.assign(&index.row(i));
+        let rows = self
+            .state
+            .indices
+            .iter()
+            .flat_map(|index| (0..index.len()).map(move |i| index.row(i)));
+        for (mut out, row) in bank.rows_mut().into_iter().zip(rows) {
+            out.assign(&row);
         }
         bank
+    }
+
+    /// Rows of each bank (one entry, or one per tile position).
+    pub fn bank_rows_per_position(&self) -> Vec<usize> {
+        self.state.indices.iter().map(|i| i.len()).collect()
     }
 
     /// Whether an image score is anomalous under the model's threshold (`None` without one).
@@ -288,6 +346,7 @@ impl<S> PatchCore<S> {
             scorer: self.scorer,
             undescribed: self.undescribed,
             geometry: self.geometry,
+            tiling: self.tiling,
             forward_batch: self.forward_batch,
             weights: self.weights,
             limits: self.limits,
@@ -334,9 +393,20 @@ impl<S> PatchCore<S> {
         self.scorer.as_ref()
     }
 
-    /// Resize and crop of the network input.
+    /// Resize and crop of the network input (for a tiled model: one tile, unresized).
     pub fn geometry(&self) -> Geometry {
         self.geometry
+    }
+
+    /// The checked `[tiling]`, when the model tiles its images.
+    pub fn tiling(&self) -> Option<Tiling> {
+        self.tiling
+    }
+
+    /// Whether the model keeps one bank per tile position.
+    pub fn per_position(&self) -> bool {
+        self.tiling
+            .is_some_and(|t| t.mode() == TilingMode::PerPosition)
     }
 
     /// Images decoded and scored together (`data.batch_size`).
@@ -350,9 +420,14 @@ impl<S> PatchCore<S> {
         self.forward_batch
     }
 
-    /// Where evaluation computes pixel metrics (`data.metrics_resolution`).
+    /// Where evaluation computes pixel metrics (`data.metrics_resolution`; always `full`,
+    /// the masks' own resolution, for a tiled model, whose maps have the image's size).
     pub fn metrics_resolution(&self) -> MetricsResolution {
-        self.config.data.metrics_resolution
+        if self.tiling.is_some() {
+            MetricsResolution::Full
+        } else {
+            self.config.data.metrics_resolution
+        }
     }
 
     /// The backbone weights used.

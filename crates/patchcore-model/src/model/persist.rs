@@ -7,8 +7,9 @@ use patchcore_nn::{IndexBuilder, IndexParams};
 
 use super::assemble::PatchCoreBuilder;
 use super::file::{self, BackboneIdentity, ModelHeader, model_err};
-use super::{FittedOn, FittedPatchCore, LoadOptions, PatchCore};
+use super::{BankSet, FittedOn, FittedPatchCore, LoadOptions, PatchCore};
 use crate::config::Config;
+use ndarray::Array2;
 
 impl FittedPatchCore {
     /// The header a model file of this fitted model carries. Fails for a model holding a
@@ -46,13 +47,17 @@ impl FittedPatchCore {
                 pretrained: self.weights.pretrained,
             },
             geometry: self.geometry,
-            bank_rows: index.len(),
+            bank_rows: self.bank_rows_per_position().iter().sum(),
             feature_dim: index.dim(),
             bank_rows_full: fitted.rows_full,
             num_train: fitted.num_train,
             dataset: fitted.dataset,
             threshold: self.threshold().cloned(),
             score_range: self.score_range(),
+            tiled: self.tiling.map(|_| file::TiledBanks {
+                bank_rows: self.bank_rows_per_position(),
+                image_size: self.fitted_image_size(),
+            }),
         })
     }
 
@@ -99,8 +104,9 @@ impl FittedPatchCore {
             .build()
             .map_err(|e| weights_error(path, &header, e))?;
         check_backbone(path, &header, &model)?;
-        let mut model = model.with_bank(
-            bank,
+        let set = split_banks(path, &header, bank)?;
+        let mut model = model.with_banks(
+            set,
             FittedOn {
                 dataset: header.dataset,
                 num_train: header.num_train,
@@ -111,6 +117,39 @@ impl FittedPatchCore {
         model.set_score_range(header.score_range);
         Ok(model)
     }
+}
+
+/// The file's `memory_bank` split into the banks its header lists (one for an untiled model).
+fn split_banks(path: &Path, header: &ModelHeader, bank: Array2<f32>) -> Result<BankSet> {
+    let Some(t) = &header.tiled else {
+        return Ok(BankSet {
+            banks: vec![bank],
+            image_size: None,
+        });
+    };
+    if t.bank_rows.iter().sum::<usize>() != bank.nrows() || t.bank_rows.contains(&0) {
+        return Err(model_err(
+            path,
+            format!(
+                "the header lists banks of {:?} rows, the file's memory bank has {} rows",
+                t.bank_rows,
+                bank.nrows()
+            ),
+        ));
+    }
+    let mut start = 0;
+    let banks = t
+        .bank_rows
+        .iter()
+        .map(|&r| {
+            start += r;
+            bank.slice(ndarray::s![start - r..start, ..]).to_owned()
+        })
+        .collect();
+    Ok(BankSet {
+        banks,
+        image_size: t.image_size,
+    })
 }
 
 /// The index builder a model is loaded with: the given one must be that of a custom index

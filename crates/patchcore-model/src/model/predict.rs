@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use patchcore_core::{PatchFeatures, Progress, Result};
+use patchcore_core::{Error, PatchFeatures, Progress, Result};
 use patchcore_data::load_rgb_with;
 use patchcore_nn::NearestNeighborIndex;
 use rayon::prelude::*;
@@ -22,11 +22,9 @@ impl FittedPatchCore {
         images: &[image::RgbImage],
         times: &mut StageTimes,
     ) -> Result<Vec<Prediction>> {
-        let index = self.index();
-        let t = Instant::now();
-        let feats = self.extract_images(images)?;
-        times.extract += t.elapsed().as_secs_f64();
-        self.score_features(&feats, index, times)
+        let indices = self.indices();
+        self.predict_with(images, &[indices], self.fitted_image_size(), times)
+            .map(|mut v| v.remove(0))
     }
 
     /// Scores one decoded image.
@@ -94,13 +92,54 @@ impl<S: Sync> PatchCore<S> {
         Ok(out)
     }
 
-    /// Scores image files against several indices (e.g. the banks of several seeds): each
-    /// batch is decoded and extracted once, then scored against every index. Returns one
-    /// prediction list per index.
+    /// Scores decoded images against several sets of indices (each one index, or for
+    /// per-position banks one per tile position): extracted once, scored against every set.
+    /// Returns one prediction list per set. `fitted`: the image size per-position banks
+    /// were fitted at (an image of another size is refused).
+    pub fn predict_with(
+        &self,
+        images: &[image::RgbImage],
+        sets: &[Vec<&dyn NearestNeighborIndex>],
+        fitted: Option<(u32, u32)>,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Vec<Prediction>>> {
+        let t = Instant::now();
+        match self.tiling {
+            None => {
+                let feats = self.extract_images(images)?;
+                times.extract += t.elapsed().as_secs_f64();
+                sets.iter()
+                    .map(|set| {
+                        let index = set.first().ok_or_else(|| {
+                            Error::InvalidArgument("an empty set of indices".into())
+                        })?;
+                        self.score_features(&feats, *index, times)
+                    })
+                    .collect()
+            }
+            Some(tiling) => {
+                let tiled = self.extract_tiled(tiling, images, fitted)?;
+                times.extract += t.elapsed().as_secs_f64();
+                sets.iter()
+                    .map(|set| {
+                        tiled
+                            .iter()
+                            .map(|f| self.score_tiled(tiling, f, set, times))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Scores image files against several sets of indices (e.g. the banks of several
+    /// seeds; each set one index, or one per tile position): each batch is decoded and
+    /// extracted once, then scored against every set. Returns one prediction list per set.
     pub fn predict_paths_multi(
         &self,
         paths: &[PathBuf],
-        indices: &[&dyn NearestNeighborIndex],
+        indices: &[Vec<&dyn NearestNeighborIndex>],
+        fitted: Option<(u32, u32)>,
         progress: &dyn Progress,
         times: &mut StageTimes,
     ) -> Result<Vec<Vec<Prediction>>> {
@@ -113,11 +152,9 @@ impl<S: Sync> PatchCore<S> {
             let t = Instant::now();
             let images = self.decode(chunk)?;
             times.decode += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let feats = self.extract_images(&images)?;
-            times.extract += t.elapsed().as_secs_f64();
-            for (o, index) in out.iter_mut().zip(indices) {
-                o.extend(self.score_features(&feats, *index, times)?);
+            let preds = self.predict_with(&images, indices, fitted, times)?;
+            for (o, p) in out.iter_mut().zip(preds) {
+                o.extend(p);
             }
             progress.advance(chunk.len() as u64);
         }
