@@ -63,7 +63,7 @@ fn d_tile() -> u32 {
     224
 }
 fn d_partitioned_above() -> usize {
-    1_000_000
+    200_000
 }
 
 impl Default for TilingParams {

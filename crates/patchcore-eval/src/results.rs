@@ -75,6 +75,9 @@ pub struct CategoryResult {
     pub extract_seconds: f64,
     /// Seconds of subsampling, summed over seeds.
     pub coreset_seconds: f64,
+    /// The selection algorithm that ran (`Sampler::name`; per ensemble member, comma
+    /// separated), e.g. `greedy_coreset_partitioned` where a tiled fit switched to it.
+    pub coreset_algorithm: String,
     /// Milliseconds per test image of one seed's model: decoding and extraction (done once
     /// for all seeds) plus one seed's search, scoring and maps.
     pub infer_ms_per_image: f64,

@@ -247,3 +247,50 @@ fn concurrent_requests_are_batched_with_the_scores_of_single_requests() {
         );
     }
 }
+
+#[test]
+fn a_tiled_model_answers_full_size_heatmaps_and_refuses_other_sizes() {
+    let fx = Fixture::new();
+    let mut cfg = patchcore_model::Config::default_experiment().unwrap();
+    cfg.tiling.mode = patchcore_data::TilingMode::PerPosition;
+    cfg.tiling.tile = 128;
+    cfg.tiling.stride = 96;
+    fx.fit_config_into("tiled.patchcore", 0.05, cfg);
+    let s = Server::start(options(&fx.models()));
+    let listed = s.get("/v1/models").json();
+    let tiled = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tiled")
+        .unwrap()
+        .clone();
+    assert_eq!(tiled["tiling"]["mode"], "per_position", "{tiled}");
+    assert_eq!(tiled["tiling"]["banks"], 9, "{tiled}");
+    // The 256x256 test image: its heatmap has the image's size, not the 224 crop.
+    let r = s.post(
+        "/v1/models/tiled/predict?heatmap=png",
+        &[],
+        &fx.image(false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(
+        (
+            j["heatmap"]["width"].as_u64(),
+            j["heatmap"]["height"].as_u64()
+        ),
+        (Some(256), Some(256))
+    );
+    // Another size than the per-position banks were fitted at: 422 before decoding.
+    let other = image::RgbImage::from_pixel(300, 200, image::Rgb([120, 110, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    other.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let r = s.post("/v1/models/tiled/predict", &[], png.get_ref());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["error"], "image_size", "{}", r.text());
+    assert!(r.text().contains("256x256"), "{}", r.text());
+    // The untiled model beside it still answers.
+    let r = s.post("/v1/models/demo/predict", &[], &fx.image(true));
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -5,6 +5,8 @@
 //!   and index suites, printed as Markdown tables for docs/BENCHMARKS.md.
 //! * `cargo xtask conformance [--device D]`: the backend parity suite against the reference
 //!   tensors.
+//! * `cargo xtask synth-large --out DIR`: the generated large-image data set with small
+//!   defects (MVTec layout) for the tiling benchmark (`scripts/tiling_bench.py`).
 
 mod bench;
 
@@ -39,6 +41,34 @@ enum Command {
         /// Also write the checks as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Write the generated large-image data set (woven surface, defects of 10-20 px) in the
+    /// MVTec AD layout under OUT/CATEGORY.
+    SynthLarge {
+        /// Data root to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Category folder name.
+        #[arg(long, default_value = "synthetic_large")]
+        category: String,
+        #[arg(long, default_value_t = 1600)]
+        width: u32,
+        #[arg(long, default_value_t = 1200)]
+        height: u32,
+        /// Training images.
+        #[arg(long, default_value_t = 10)]
+        train: usize,
+        /// Defect-free test images.
+        #[arg(long, default_value_t = 6)]
+        test_good: usize,
+        /// Test images per defect type (scratch, spot).
+        #[arg(long, default_value_t = 6)]
+        test_per_defect: usize,
+        /// JPEG images (quality 92) instead of PNG.
+        #[arg(long)]
+        jpeg: bool,
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
     },
 }
 
@@ -112,6 +142,29 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::dispatch(&args),
         Command::Conformance { devices, json } => conformance(&devices, json.as_deref()),
+        Command::SynthLarge {
+            out,
+            category,
+            width,
+            height,
+            train,
+            test_good,
+            test_per_defect,
+            jpeg,
+            seed,
+        } => patchcore_data::synthetic::generate_large(
+            &out,
+            &patchcore_data::synthetic::LargeSpec {
+                category,
+                width,
+                height,
+                train,
+                test_good,
+                test_per_defect,
+                jpeg,
+                seed,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

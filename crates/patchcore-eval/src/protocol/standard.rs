@@ -72,6 +72,8 @@ struct Scored {
     extract_seconds: f64,
     index_seconds: f64,
     coreset_per_seed: Vec<f64>,
+    /// The selection algorithm of each member's first seed.
+    coreset_algorithm: Vec<String>,
     bank_rows: usize,
     bank_rows_full: usize,
     feature_dim: usize,
@@ -95,6 +97,7 @@ fn fit_and_score(
         extract_seconds: 0.0,
         index_seconds: 0.0,
         coreset_per_seed: vec![0.0; seeds.len()],
+        coreset_algorithm: Vec::new(),
         bank_rows: 0,
         bank_rows_full: 0,
         feature_dim: 0,
@@ -107,6 +110,7 @@ fn fit_and_score(
         let mut indices = Vec::with_capacity(seeds.len());
         for (i, ((set, stats), &seed)) in fits.into_iter().zip(seeds).enumerate() {
             if i == 0 {
+                out.coreset_algorithm.push(stats.sampler.clone());
                 out.bank_rows += stats.bank_rows;
                 out.bank_rows_full += stats.bank_rows_full;
                 out.feature_dim += stats.feature_dim;
@@ -268,6 +272,7 @@ pub(crate) fn evaluate_category(
         fit_seconds: scored.extract_seconds + coreset_seconds + scored.index_seconds,
         extract_seconds: scored.extract_seconds,
         coreset_seconds,
+        coreset_algorithm: scored.coreset_algorithm.join(", "),
         infer_ms_per_image: per_seed_test * 1000.0 / n_test,
         test_stage_seconds: test_times,
         spread,

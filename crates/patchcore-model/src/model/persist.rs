@@ -7,7 +7,8 @@ use patchcore_nn::{IndexBuilder, IndexParams};
 
 use super::assemble::PatchCoreBuilder;
 use super::file::{self, BackboneIdentity, ModelHeader, model_err};
-use super::{BankSet, FittedOn, FittedPatchCore, LoadOptions, PatchCore};
+use super::tiled_fit::BankSet;
+use super::{FittedOn, FittedPatchCore, LoadOptions, PatchCore};
 use crate::config::Config;
 use ndarray::Array2;
 

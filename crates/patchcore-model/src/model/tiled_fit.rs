@@ -7,8 +7,8 @@
 //! pending rows are reduced to twice their share of the bank by the sampler (merge and
 //! reduce, as the untiled streamed fit), and a final selection over the kept rows picks each
 //! bank. The buffer's concatenated copy during a reduction is another quarter, the kept rows
-//! (twice the banks) are checked to fit in the remaining half: the features never exceed the
-//! bound. When everything fits in the first quarter nothing is reduced early and each bank
+//! (twice the banks) are checked to fit in the remaining half: the features held at once
+//! exceed the bound by at most two images' tiles. When everything fits in the first quarter nothing is reduced early and each bank
 //! is the sampler's selection over all its rows (the paper's procedure).
 
 use std::collections::HashMap;
@@ -50,6 +50,18 @@ impl Streams {
     fn push(&mut self, stream: usize, rows: Array2<f32>) {
         self.pending_bytes += rows.len() * 4;
         self.pending[stream].push(rows);
+    }
+
+    /// One image's tile features (`ppi` rows per tile): all to the shared bank, or each
+    /// tile's rows to its position's.
+    fn push_tiles(&mut self, features: Array2<f32>, ppi: usize, per_position: bool) {
+        if !per_position {
+            return self.push(0, features);
+        }
+        for t in 0..features.nrows() / ppi {
+            let rows = features.slice(s![t * ppi..(t + 1) * ppi, ..]).to_owned();
+            self.push(t, rows);
+        }
     }
 
     /// Every stream's pending rows reduced to twice their share of each seed's bank.
@@ -276,7 +288,9 @@ impl<S: Sync> PatchCore<S> {
             let end = (start + self.batch_size()).min(n);
             let te = Instant::now();
             let images = self.images(train.slice(start..end))?;
-            for (img, layout) in images.iter().zip(&layouts[start..end]) {
+            extract += te.elapsed().as_secs_f64();
+            for (k, (img, layout)) in images.iter().zip(&layouts[start..end]).enumerate() {
+                let te = Instant::now();
                 let feats = self.extract_images(&layout.cut(img)?)?;
                 if streams.is_none() {
                     (ppi, dim) = (feats.patches_per_image(), feats.dim());
@@ -285,28 +299,17 @@ impl<S: Sync> PatchCore<S> {
                     streams = Some(st);
                 }
                 let st = streams.as_mut().expect("initialised");
-                if per_position {
-                    for t in 0..layout.len() {
-                        st.push(
-                            t,
-                            feats
-                                .features
-                                .slice(s![t * ppi..(t + 1) * ppi, ..])
-                                .to_owned(),
-                        );
-                    }
-                } else {
-                    st.push(0, feats.features);
+                st.push_tiles(feats.features, ppi, per_position);
+                extract += te.elapsed().as_secs_f64();
+                // Reduced after any image that fills the buffer: one image's tiles at most
+                // above a quarter of the bound.
+                if chunk_bytes > 0 && st.pending_bytes >= chunk_bytes && start + k + 1 < n {
+                    let ts = Instant::now();
+                    st.reduce(&samplers)?;
+                    sample += ts.elapsed().as_secs_f64();
                 }
             }
-            extract += te.elapsed().as_secs_f64();
             progress.advance((end - start) as u64);
-            let st = streams.as_mut().expect("initialised");
-            if chunk_bytes > 0 && st.pending_bytes >= chunk_bytes && end < n {
-                let ts = Instant::now();
-                st.reduce(&samplers)?;
-                sample += ts.elapsed().as_secs_f64();
-            }
         }
         progress.finish();
         let st = streams.expect("at least one image");

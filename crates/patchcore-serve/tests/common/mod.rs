@@ -37,7 +37,11 @@ impl Fixture {
 
     /// Fits a model at coreset `ratio` and saves it (atomically) under `name`.
     pub fn fit_into(&self, name: &str, ratio: f64) {
-        let mut cfg = Config::default_experiment().unwrap();
+        self.fit_config_into(name, ratio, Config::default_experiment().unwrap());
+    }
+
+    /// As `fit_into`, from `cfg`.
+    pub fn fit_config_into(&self, name: &str, ratio: f64, mut cfg: Config) {
         cfg.sampler
             .set_size(patchcore_sampler::SampleSize::Ratio(ratio))
             .unwrap();
