@@ -87,6 +87,11 @@ fn tiling_beats_resizing_on_small_defects() {
         html.contains("width=\"448\" height=\"336\""),
         "overlays downscaled for the page"
     );
+    // Each downscaled overlay links to its full-resolution file beside the report.
+    let link = "<a href=\"overlays/synthetic_large/test_scratch_000_png.jpg\">";
+    assert!(html.contains(link), "no link to the full-size overlay");
+    let full = image::open(out.join("overlays/synthetic_large/test_scratch_000_png.jpg")).unwrap();
+    assert_eq!((full.width(), full.height()), (1600, 1200));
 }
 
 #[test]

@@ -103,6 +103,10 @@ pub struct CategoryResult {
     /// The category's section of report.html (empty when no report is written).
     #[serde(skip)]
     pub html: String,
+    /// Files the section links to (path relative to the report, bytes): the overlays of a
+    /// tiled model at full resolution, shown downscaled on the page.
+    #[serde(skip)]
+    pub overlay_files: Vec<(String, Vec<u8>)>,
 }
 
 /// A whole evaluation.

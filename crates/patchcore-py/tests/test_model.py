@@ -103,3 +103,32 @@ def test_evaluate_returns_the_report(bottle, tmp_path):
     assert cat["num_train"] == 8 and cat["num_test"] == 83
     assert cat["image_auroc"] > 0.9 and cat["pixel_auroc"] > 0.9
     assert (tmp_path / "report.json").is_file()
+
+
+def test_tiled_models_give_full_size_maps_and_keep_their_banks(tmp_path):
+    rng = np.random.default_rng(1)
+    train = [rng.integers(80, 160, (160, 200, 3), dtype=np.uint8) for _ in range(2)]
+    cfg = {**CONFIG, "tiling": {"mode": "per_position", "tile": 96, "stride": 64}}
+    model = pc.PatchCore.from_config(cfg)
+    stats = model.fit(train)
+    assert stats["num_images"] == 2
+    test = train[0].copy()
+    test[60:75, 90:105] = (250, 20, 20)
+    score, amap = model.predict(test)
+    assert amap.shape == (160, 200) and amap.dtype == np.float32
+    assert np.unravel_index(np.argmax(amap), amap.shape)[0] in range(50, 85)
+    scores, maps = model.predict_batch([test, train[1]])
+    assert maps.shape == (2, 160, 200) and scores[0] > scores[1]
+    path = tmp_path / "tiled.patchcore"
+    model.save(path)
+    loaded = pc.PatchCore.load(str(path))
+    np.testing.assert_array_equal(loaded.predict(test)[1], amap)
+    # Per-position banks refuse another size; a tile larger than the image is named.
+    with pytest.raises(pc.PatchcoreError, match="200x160"):
+        model.predict(np.zeros((150, 200, 3), np.uint8))
+    shared = pc.PatchCore.from_config({**CONFIG, "tiling": {"mode": "shared", "tile": 96}})
+    shared.fit(train)
+    with pytest.raises(pc.PatchcoreError, match="tiling.tile"):
+        shared.predict(np.zeros((64, 200, 3), np.uint8))
+    with pytest.raises(pc.PatchcoreError, match="image size|one size"):
+        shared.predict_batch([test, np.zeros((140, 200, 3), np.uint8)])

@@ -65,6 +65,12 @@ struct SeedRun {
     hist: Option<PixelHistograms>,
 }
 
+/// Full-resolution overlay files of a report section: (path relative to the report, bytes).
+type OverlayFiles = Vec<(String, Vec<u8>)>;
+
+/// Per-seed runs, their image scores, the HTML section and the files it links to.
+type Measured = (Vec<SeedRun>, Vec<Vec<f32>>, String, OverlayFiles);
+
 /// What fitting every member for every seed and scoring the test split produced.
 struct Scored {
     /// `members[seed][member]` = (scores, maps).
@@ -151,14 +157,15 @@ fn fit_and_score(
 }
 
 /// Per seed: the members combined, image and pixel metrics; the HTML section of the first
-/// seed when asked. Returns the runs, their image scores and the section.
+/// seed when asked. Returns the runs, their image scores, the section and the
+/// full-resolution overlays it links to.
 fn measure_seeds(
     members: Vec<Vec<MemberOutput>>,
     cat: &MvtecCategory,
     labels: &[bool],
     model: &PatchCore,
     html: bool,
-) -> Result<(Vec<SeedRun>, Vec<Vec<f32>>, String)> {
+) -> Result<Measured> {
     let geometry = model.geometry();
     let resolution = model.metrics_resolution();
     let masks = if cat.pixel_metrics_unavailable().is_some() {
@@ -169,6 +176,7 @@ fn measure_seeds(
     let mut runs = Vec::with_capacity(members.len());
     let mut seed_scores = Vec::with_capacity(members.len());
     let mut section = String::new();
+    let mut files = OverlayFiles::new();
     for (i, m) in members.into_iter().enumerate() {
         let (scores, maps) = combine_members(m);
         let image = image_metrics(&scores, labels)?;
@@ -182,7 +190,7 @@ fn measure_seeds(
         if i == 0 && html {
             let tiled = model.tiling().is_some();
             let full_masks = masks.as_ref().filter(|_| tiled).map(Masks::full);
-            section = html_section(
+            (section, files) = html_section(
                 cat,
                 &scores,
                 &maps,
@@ -197,7 +205,7 @@ fn measure_seeds(
         seed_scores.push(scores);
         runs.push(SeedRun { image, pixel, hist });
     }
-    Ok((runs, seed_scores, section))
+    Ok((runs, seed_scores, section, files))
 }
 
 /// Per-seed values of every metric and their spread, with the coreset seconds.
@@ -234,7 +242,7 @@ pub(crate) fn evaluate_category(
     let seeds = &spec.seeds;
     let scored = fit_and_score(models, cat, seeds, &bar)?;
     let labels: Vec<bool> = cat.test.iter().map(|t| t.anomalous).collect();
-    let (runs, seed_scores, html) =
+    let (runs, seed_scores, html, overlay_files) =
         measure_seeds(scored.members, cat, &labels, &models[0], spec.html)?;
     let spread = spread_of(&runs, &scored.coreset_per_seed);
     let mean = |k: &str| spread.get(k).map(|s: &Spread| s.mean);
@@ -286,6 +294,7 @@ pub(crate) fn evaluate_category(
         seed_scores,
         pixel_histograms: runs.into_iter().filter_map(|r| r.hist).collect(),
         html,
+        overlay_files,
     })
 }
 
@@ -366,7 +375,7 @@ fn html_section(
     image: &patchcore_metrics::ImageMetrics,
     pixel: Option<&PixelMetricValues>,
     geometry: Option<patchcore_data::Geometry>,
-) -> Result<String> {
+) -> Result<(String, OverlayFiles)> {
     let rel = |p: &PathBuf| relative(cat, p);
     let (lo, hi) = value_range(maps);
     // Through the model's geometry, or as decoded for a tiled model (maps at full size).
@@ -404,8 +413,10 @@ fn html_section(
         image_threshold: image.f1_threshold,
         pixel_threshold: pixel.map(|p| p.f1_threshold),
         map_range: (lo, hi),
+        full_size: Default::default(),
     };
-    Ok(crate::report::html::category_section(&view, &shown, 24))
+    let section = crate::report::html::category_section(&view, &shown, 24);
+    Ok((section, view.full_size.into_inner()))
 }
 
 /// A category's masks: at the crop geometry (metrics at the crop, HTML overlays) and as

@@ -34,6 +34,9 @@ pub(crate) struct CategoryView<'a> {
     pub pixel_threshold: Option<f32>,
     /// Display range of the maps (category-wide).
     pub map_range: (f32, f32),
+    /// Full-resolution overlays the page links to (path relative to the report, JPEG bytes),
+    /// added by [`category_section`] for every overlay it shows downscaled.
+    pub full_size: std::cell::RefCell<Vec<(String, Vec<u8>)>>,
 }
 
 pub(crate) fn esc(s: &str) -> String {
@@ -137,6 +140,32 @@ fn data_uri(img: &RgbImage) -> String {
     )
 }
 
+/// The path (relative to the report) of an overlay's full-resolution JPEG, encoded and
+/// recorded in `view.full_size` the first time the image is shown.
+fn full_size_file(s: &Shown<'_>, view: &CategoryView<'_>, full: &RgbImage) -> String {
+    let safe = |t: &str| -> String {
+        t.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let path = format!("overlays/{}/{}.jpg", safe(view.name), safe(&s.name));
+    let mut files = view.full_size.borrow_mut();
+    if !files.iter().any(|(p, _)| *p == path) {
+        let mut jpg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90)
+            .encode_image(full)
+            .expect("JPEG encoding to memory");
+        files.push((path.clone(), jpg));
+    }
+    path
+}
+
 /// Widest overlay embedded in the page, in pixels.
 const MAX_SHOWN: u32 = 448;
 
@@ -148,14 +177,20 @@ fn tile(s: &Shown<'_>, view: &CategoryView<'_>) -> String {
     };
     let wrong = (s.score >= view.image_threshold) != s.anomalous;
     let mut shown = overlay(s, view);
-    // Full-resolution maps (tiled models) are downscaled for the page.
+    // Full-resolution maps (tiled models) are downscaled for the page and linked in full.
+    let mut link = None;
     if shown.width() > MAX_SHOWN {
+        link = Some(full_size_file(s, view, &shown));
         let h = (shown.height() * MAX_SHOWN).div_ceil(shown.width()).max(1);
         shown =
             image::imageops::resize(&shown, MAX_SHOWN, h, image::imageops::FilterType::Triangle);
     }
+    let (open, close) = match &link {
+        Some(href) => (format!("<a href=\"{}\">", esc(href)), "</a>"),
+        None => (String::new(), ""),
+    };
     format!(
-        r#"<figure class="{cls}"><img src="{src}" width="{w}" height="{h}" alt="{name}"><figcaption>{name}<br>{ty}, score {score:.3} → {verdict}</figcaption></figure>"#,
+        r#"<figure class="{cls}">{open}<img src="{src}" width="{w}" height="{h}" alt="{name}">{close}<figcaption>{name}<br>{ty}, score {score:.3} → {verdict}</figcaption></figure>"#,
         cls = if wrong { "wrong" } else { "right" },
         src = data_uri(&shown),
         w = shown.width(),

@@ -493,6 +493,13 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     write_atomic(&dir.join("report.json"), format!("{text}\n").as_bytes())?;
     let md = to_markdown(report);
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    for (rel, bytes) in report.categories.values().flat_map(|c| &c.overlay_files) {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        write_atomic(&path, bytes)?;
+    }
     let sections: Vec<String> = report.categories.values().map(|c| c.html.clone()).collect();
     write_atomic(
         &dir.join("report.html"),
