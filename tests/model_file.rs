@@ -128,6 +128,7 @@ fn header(rows: usize, dim: usize) -> ModelHeader {
         threshold: None,
         score_range: None,
         tiled: None,
+        index_locations: Vec::new(),
     }
 }
 

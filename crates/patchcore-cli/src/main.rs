@@ -2,6 +2,7 @@
 //! serve them over HTTP, sweep config keys. (Benchmarks and the backend conformance suite are
 //! development tooling: `cargo xtask bench`, `cargo xtask conformance`.)
 
+mod bank;
 mod evaluate;
 mod predict;
 mod serve;
@@ -38,6 +39,10 @@ enum Command {
     /// Serve the model files of a folder over HTTP: prediction with micro-batching, limits,
     /// reload on SIGHUP or file change, Prometheus metrics, a web page at / (docs/SERVE.md).
     Serve(serve::Args),
+    /// Where a model's memory bank is searched (`status`), and moving it into a Qdrant
+    /// collection shared by many stations (`push`, needs --features qdrant).
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
     /// Fit one category's memory bank and write it as a model file (safetensors + JSON
     /// header; docs/MODEL_FILE.md). The decision threshold is F1-max on the category's
     /// labelled test split unless --threshold is given.
@@ -133,6 +138,7 @@ fn run(cli: Cli) -> patchcore_core::Result<()> {
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Bank(cmd) => bank::run(&cmd),
     }
 }
 

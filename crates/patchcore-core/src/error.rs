@@ -68,6 +68,16 @@ pub enum Error {
     /// An external tool (pip) failed.
     #[error("{0}")]
     External(String),
+    /// A service the model needs (a remote index such as a Qdrant server) cannot be reached,
+    /// refused the request, or did not answer in time. Retrying later may succeed; the
+    /// inspection service answers 503 for it.
+    #[error("{service} is unavailable: {message}")]
+    Unavailable {
+        /// What was called, with its address (`qdrant http://host:6334`).
+        service: String,
+        /// What failed and what to check.
+        message: String,
+    },
 }
 
 impl Error {

@@ -5,6 +5,7 @@ use ndarray::Array2;
 use patchcore_core::{Error, Result};
 
 use crate::NearestNeighborIndex;
+use crate::qdrant_params::QdrantParams;
 use crate::exact::ExactIndex;
 use crate::ivf::IvfIndex;
 use crate::linfa_adapter::{LinfaAlgorithm, LinfaIndex};
@@ -160,6 +161,9 @@ pub enum IndexParams {
     LinfaKdtree {},
     /// linfa-nn's ball tree.
     LinfaBalltree {},
+    /// A Qdrant collection, on a server or in-process ([`QdrantParams`]). Built by the
+    /// `patchcore-qdrant` crate (cargo feature `qdrant`); [`IndexParams::check`] refuses it.
+    Qdrant(QdrantParams),
     /// An index supplied as a trait object through the model builder; `name` is its
     /// [`IndexBuilder::name`]. A config naming it cannot build it: the builder must be given.
     Custom {
@@ -184,6 +188,7 @@ impl IndexParams {
             IndexParams::LinfaLinear {} => "linfa_linear",
             IndexParams::LinfaKdtree {} => "linfa_kdtree",
             IndexParams::LinfaBalltree {} => "linfa_balltree",
+            IndexParams::Qdrant(_) => "qdrant",
             IndexParams::Custom { name } => name,
         }
     }
@@ -192,12 +197,14 @@ impl IndexParams {
     pub fn validate(&self) -> Result<()> {
         match self {
             IndexParams::Ivf(p) => p.check().map(|_| ()),
+            IndexParams::Qdrant(p) => p.check().map(|_| ()),
             _ => Ok(()),
         }
     }
 
     /// The checked builder, its random choices (IVF's k-means start) drawn from `seed`.
-    /// `custom` is an error: its builder must be given.
+    /// `custom` is an error: its builder must be given; so is `qdrant`, whose builder lives
+    /// in `patchcore-qdrant` (the model crate builds it when compiled with `qdrant`).
     pub fn check(&self, seed: u64) -> Result<Box<dyn IndexBuilder>> {
         Ok(match self {
             IndexParams::Exact {} => Box::new(ExactBuilder),
@@ -205,6 +212,14 @@ impl IndexParams {
             IndexParams::LinfaLinear {} => Box::new(LinfaBuilder(LinfaAlgorithm::LinearSearch)),
             IndexParams::LinfaKdtree {} => Box::new(LinfaBuilder(LinfaAlgorithm::KdTree)),
             IndexParams::LinfaBalltree {} => Box::new(LinfaBuilder(LinfaAlgorithm::BallTree)),
+            IndexParams::Qdrant(p) => {
+                p.check()?;
+                return Err(Error::config(
+                    "nn.kind",
+                    "\"qdrant\" needs a build with Qdrant support: build patchcore with \
+                     `--features qdrant` (the Python wheel and the default binary have none)",
+                ));
+            }
             IndexParams::Custom { name } => {
                 return Err(Error::config(
                     "nn.kind",

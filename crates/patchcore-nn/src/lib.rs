@@ -9,6 +9,9 @@
 //! * [`IvfIndex`]: approximate inverted-file index (k-means cells, `nprobe` cells scanned)
 //!   for large banks; [`recall_at_1`] measures it against the exact index.
 //!
+//! * a Qdrant collection (`kind = "qdrant"`, [`QdrantParams`]): the index is in the
+//!   `patchcore-qdrant` crate; only its checked parameters are here.
+//!
 //! [`IndexBuilder`] builds an index over a bank (the seam an assembled model takes any index
 //! through); [`IndexParams`], the `[nn]` config section, is the builder of the indices above.
 //!
@@ -23,11 +26,13 @@ mod builder;
 mod exact;
 mod ivf;
 mod linfa_adapter;
+mod qdrant_params;
 
 pub use builder::{ExactBuilder, IndexBuilder, IndexParams, IvfBuilder, IvfParams, LinfaBuilder};
 pub use exact::ExactIndex;
 pub use ivf::IvfIndex;
 pub use linfa_adapter::{LinfaAlgorithm, LinfaIndex};
+pub use qdrant_params::{QdrantLocation, QdrantParams, QdrantSettings};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use patchcore_core::Result;
@@ -63,9 +68,17 @@ pub trait NearestNeighborIndex: Send + Sync {
     fn row(&self, i: usize) -> ArrayView1<'_, f32>;
     /// The `k` nearest bank rows of every query row.
     fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<Neighbors>;
+    /// Where the index lives when not in this process (e.g. `qdrant http://host:6334
+    /// collection patchcore-1a2b...`); `None` for an in-process index. Model files record it.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }
 
-pub(crate) fn check_query(
+/// The contract's argument checks of [`NearestNeighborIndex::search`], for implementations
+/// in other crates: `k >= 1` and queries as wide as the bank. Returns `k` clamped to
+/// `1..=index.len()`.
+pub fn check_query(
     index: &dyn NearestNeighborIndex,
     queries: &ArrayView2<'_, f32>,
     k: usize,

@@ -81,6 +81,14 @@ pub(crate) fn unavailable(message: String) -> ApiError {
     e
 }
 
+/// 503 `index_unavailable` with Retry-After: the model's remote index (a Qdrant server) did
+/// not answer; the other models are not affected.
+pub(crate) fn index_unavailable(message: String) -> ApiError {
+    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_unavailable", message);
+    e.retry_after = Some(5);
+    e
+}
+
 pub(crate) fn internal(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
 }

@@ -28,7 +28,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::body::image_bytes;
-use crate::error::{ApiError, internal, rejection, unavailable};
+use crate::error::{ApiError, index_unavailable, internal, rejection, unavailable};
 use crate::registry::{Job, Refused, Scored, Served};
 use crate::state::AppState;
 
@@ -201,7 +201,13 @@ async fn admit_decode_and_score(
     let scored = rx
         .await
         .map_err(|_| internal("the model task ended before answering"))?
-        .map_err(internal)?;
+        .map_err(|e| {
+            if e.unavailable {
+                index_unavailable(e.message)
+            } else {
+                internal(e.message)
+            }
+        })?;
     Ok((scored, decode_seconds, input))
 }
 

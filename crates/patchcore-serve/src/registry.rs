@@ -40,7 +40,7 @@ pub struct Job {
     pub image: image::RgbImage,
     pub want_map: bool,
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<std::result::Result<Scored, String>>,
+    pub reply: oneshot::Sender<std::result::Result<Scored, JobError>>,
 }
 
 /// A file's identity for change detection.
@@ -205,19 +205,34 @@ async fn batcher(
                 }
             }
             Ok(Err(e)) => {
-                let msg = e.to_string();
+                let err = JobError {
+                    unavailable: matches!(e, Error::Unavailable { .. }),
+                    message: e.to_string(),
+                };
                 for job in jobs {
-                    let _ = job.reply.send(Err(msg.clone()));
+                    let _ = job.reply.send(Err(err.clone()));
                 }
             }
             Err(e) => {
-                let msg = format!("the model call failed: {e}");
+                let err = JobError {
+                    unavailable: false,
+                    message: format!("the model call failed: {e}"),
+                };
                 for job in jobs {
-                    let _ = job.reply.send(Err(msg.clone()));
+                    let _ = job.reply.send(Err(err.clone()));
                 }
             }
         }
     }
+}
+
+/// Why a queued image was not scored.
+#[derive(Debug, Clone)]
+pub struct JobError {
+    /// A service the model needs (its remote index) is unavailable: 503, retry later.
+    pub unavailable: bool,
+    /// What happened.
+    pub message: String,
 }
 
 /// The models of the models folder.

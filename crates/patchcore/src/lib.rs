@@ -32,5 +32,7 @@ pub use patchcore_model as model;
 pub use patchcore_model::{Config, FittedPatchCore, PatchCore};
 pub use patchcore_model_format as model_format;
 pub use patchcore_nn as nn;
+#[cfg(feature = "qdrant")]
+pub use patchcore_qdrant as qdrant;
 pub use patchcore_sampler as sampler;
 pub use patchcore_score as score;

@@ -139,7 +139,7 @@ impl PatchCoreBuilder {
                         ),
                     ));
                 }
-                p => p.check(cfg.seed)?,
+                p => index_builder(p, cfg.seed)?,
             },
         };
         let scorer = match self.scorer {
@@ -169,6 +169,15 @@ impl PatchCoreBuilder {
             config: cfg,
             state: super::Unfitted,
         })
+    }
+}
+
+/// The index builder `[nn]` describes; with the feature `qdrant`, `kind = "qdrant"` too.
+pub(crate) fn index_builder(p: &IndexParams, seed: u64) -> Result<Box<dyn IndexBuilder>> {
+    match p {
+        #[cfg(feature = "qdrant")]
+        IndexParams::Qdrant(q) => Ok(Box::new(patchcore_qdrant::QdrantBuilder::from_params(q)?)),
+        p => p.check(seed),
     }
 }
 

@@ -86,6 +86,11 @@ pub struct ModelHeader {
     /// The banks of a tiled model (`[tiling]`); absent for an untiled one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tiled: Option<TiledBanks>,
+    /// Where the bank's index lives when it is not in the process (one entry per bank, e.g.
+    /// `qdrant http://host:6334 collection patchcore-1a2b3c4d5e6f7a8b`); empty for the
+    /// in-process indices. Loading reconnects through the config's `[nn]`; this says where.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_locations: Vec<String>,
 }
 
 /// How the `memory_bank` tensor of a tiled model splits into banks.
@@ -211,4 +216,41 @@ pub fn read(path: &Path) -> Result<(ModelHeader, Array2<f32>)> {
 /// A model file's default name for a category: `<category>.patchcore`.
 pub fn default_name(category: &str) -> PathBuf {
     PathBuf::from(format!("{category}.patchcore"))
+}
+
+/// A model file's header and its banks: one per tile position of a per-position tiled model
+/// (the header's `tiled.bank_rows`), else one. Reads no weights: `patchcore bank`.
+pub fn read_banks(path: &Path) -> Result<(ModelHeader, Vec<Array2<f32>>)> {
+    let (header, bank) = read(path)?;
+    let banks = split_banks(path, &header, bank)?;
+    Ok((header, banks))
+}
+
+/// The file's `memory_bank` split into the banks its header lists.
+pub(crate) fn split_banks(
+    path: &Path,
+    header: &ModelHeader,
+    bank: Array2<f32>,
+) -> Result<Vec<Array2<f32>>> {
+    let Some(t) = &header.tiled else {
+        return Ok(vec![bank]);
+    };
+    if t.bank_rows.iter().sum::<usize>() != bank.nrows() || t.bank_rows.contains(&0) {
+        return Err(model_err(
+            path,
+            format!(
+                "the header lists banks of {:?} rows, the file's memory bank has {} rows",
+                t.bank_rows,
+                bank.nrows()
+            ),
+        ));
+    }
+    let mut start = 0;
+    Ok(t.bank_rows
+        .iter()
+        .map(|&r| {
+            start += r;
+            bank.slice(ndarray::s![start - r..start, ..]).to_owned()
+        })
+        .collect())
 }

@@ -449,7 +449,10 @@ impl<S> PatchCore<S> {
         seed: u64,
     ) -> Result<Box<dyn NearestNeighborIndex>> {
         match &self.config.nn {
-            patchcore_nn::IndexParams::Custom { .. } => self.index_builder.build(bank),
+            // No random choice: one builder (one client) for every seed.
+            patchcore_nn::IndexParams::Custom { .. } | patchcore_nn::IndexParams::Qdrant(_) => {
+                self.index_builder.build(bank)
+            }
             _ if seed == self.config.seed => self.index_builder.build(bank),
             p => p.check(seed)?.build(bank),
         }

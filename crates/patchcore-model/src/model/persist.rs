@@ -59,6 +59,7 @@ impl FittedPatchCore {
                 bank_rows: self.bank_rows_per_position(),
                 image_size: self.fitted_image_size(),
             }),
+            index_locations: self.indices().iter().filter_map(|i| i.location()).collect(),
         })
     }
 
@@ -122,34 +123,9 @@ impl FittedPatchCore {
 
 /// The file's `memory_bank` split into the banks its header lists (one for an untiled model).
 fn split_banks(path: &Path, header: &ModelHeader, bank: Array2<f32>) -> Result<BankSet> {
-    let Some(t) = &header.tiled else {
-        return Ok(BankSet {
-            banks: vec![bank],
-            image_size: None,
-        });
-    };
-    if t.bank_rows.iter().sum::<usize>() != bank.nrows() || t.bank_rows.contains(&0) {
-        return Err(model_err(
-            path,
-            format!(
-                "the header lists banks of {:?} rows, the file's memory bank has {} rows",
-                t.bank_rows,
-                bank.nrows()
-            ),
-        ));
-    }
-    let mut start = 0;
-    let banks = t
-        .bank_rows
-        .iter()
-        .map(|&r| {
-            start += r;
-            bank.slice(ndarray::s![start - r..start, ..]).to_owned()
-        })
-        .collect();
     Ok(BankSet {
-        banks,
-        image_size: t.image_size,
+        banks: file::split_banks(path, header, bank)?,
+        image_size: header.tiled.as_ref().and_then(|t| t.image_size),
     })
 }
 
