@@ -60,6 +60,13 @@ fn bottle_through_qdrant_matches_the_exact_index() {
         assert!((a - b).abs() <= 1e-6, "{key}: exact {a}, qdrant {b}");
     }
     assert_eq!(exact["bank_rows"], qdrant["bank_rows"]);
+    eprintln!(
+        "infer ms per image: exact {}, qdrant {}; fit s: exact {}, qdrant {}",
+        exact["infer_ms_per_image"],
+        qdrant["infer_ms_per_image"],
+        exact["fit_seconds"],
+        qdrant["fit_seconds"]
+    );
     let scores = |r: &serde_json::Value| -> Vec<f64> {
         r["images"]
             .as_array()
@@ -76,5 +83,8 @@ fn bottle_through_qdrant_matches_the_exact_index() {
         .map(|(a, b)| (a - b).abs() / a.abs().max(1e-6))
         .fold(0.0f64, f64::max);
     eprintln!("largest relative difference of an image score: {worst:.2e}");
-    assert!(worst <= 1e-4, "image scores differ by up to {worst:.2e} (relative)");
+    assert!(
+        worst <= 1e-4,
+        "image scores differ by up to {worst:.2e} (relative)"
+    );
 }

@@ -5,10 +5,10 @@ use ndarray::Array2;
 use patchcore_core::{Error, Result};
 
 use crate::NearestNeighborIndex;
-use crate::qdrant_params::QdrantParams;
 use crate::exact::ExactIndex;
 use crate::ivf::IvfIndex;
 use crate::linfa_adapter::{LinfaAlgorithm, LinfaIndex};
+use crate::qdrant_params::QdrantParams;
 
 /// Builds a [`NearestNeighborIndex`] over a memory bank.
 ///

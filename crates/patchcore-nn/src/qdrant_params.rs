@@ -18,15 +18,24 @@ use patchcore_core::{Error, Result};
 pub struct QdrantParams {
     /// gRPC address of a Qdrant server or cluster (`http://host:6334`). Exactly one of
     /// `url` and `embedded_path`.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub url: Option<String>,
     /// Folder of the in-process engine (qdrant-edge): one shard per collection below it.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub embedded_path: Option<PathBuf>,
     /// Collection name; default `patchcore-<first 16 hex digits of the bank's SHA-256>`, so
     /// that every bank (each seed, each tile position) has its own and stations loading the
     /// same model share one.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub collection: Option<String>,
     /// Exact search (`SearchParams { exact: true }`, the default): the same neighbours as the
     /// in-process exact index. `false` searches the collection's HNSW graph.
@@ -49,7 +58,10 @@ pub struct QdrantParams {
     pub api_key_env: String,
     /// File holding the API key (first line), read when the index connects; wins over
     /// `api_key_env`.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub api_key_file: Option<PathBuf>,
 }
 

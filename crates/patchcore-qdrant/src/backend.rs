@@ -1,10 +1,7 @@
 //! The two engines behind one internal trait: what the index needs of a Qdrant collection.
 
-use std::sync::Arc;
-
 use ndarray::ArrayView2;
-use patchcore_core::{Error, Result};
-use patchcore_nn::{QdrantLocation, QdrantSettings};
+use patchcore_core::Result;
 
 /// What a collection holds, as far as the index cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +24,13 @@ pub(crate) trait Backend: Send + Sync {
     /// `None`: exact search only, no graph built).
     fn create(&self, collection: &str, dim: usize, hnsw: Option<(usize, usize)>) -> Result<()>;
     /// Upserts `rows` as points `first_id..`, payload `PAYLOAD_KEY = hash`.
-    fn upload(&self, collection: &str, first_id: u64, rows: ArrayView2<'_, f32>, hash: &str)
-    -> Result<()>;
+    fn upload(
+        &self,
+        collection: &str,
+        first_id: u64,
+        rows: ArrayView2<'_, f32>,
+        hash: &str,
+    ) -> Result<()>;
     /// After the last upload: make the points durable and searchable (flush, build HNSW).
     fn finish(&self, collection: &str, hnsw: Option<(usize, usize)>) -> Result<()>;
     /// The `k` best `(id, Euclidean distance)` per query, all queries in one request.
@@ -39,45 +41,4 @@ pub(crate) trait Backend: Send + Sync {
         k: usize,
         hnsw: Option<(usize, usize)>,
     ) -> Result<Vec<Vec<(u64, f32)>>>;
-}
-
-/// The engine the settings name, if this build has it.
-pub(crate) fn open(settings: &QdrantSettings) -> Result<Arc<dyn Backend>> {
-    match settings.location() {
-        QdrantLocation::Embedded(path) => open_embedded(path, settings),
-        QdrantLocation::Server(url) => open_server(url, settings),
-    }
-}
-
-#[cfg(feature = "embedded")]
-fn open_embedded(path: &std::path::Path, _s: &QdrantSettings) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(crate::embedded::Embedded::new(path)))
-}
-
-#[cfg(not(feature = "embedded"))]
-fn open_embedded(path: &std::path::Path, _s: &QdrantSettings) -> Result<Arc<dyn Backend>> {
-    Err(Error::config(
-        "nn.embedded_path",
-        format!(
-            "{}: this build has no in-process Qdrant engine; build with the cargo feature \
-             `qdrant` (patchcore) or `embedded` (patchcore-qdrant)",
-            path.display()
-        ),
-    ))
-}
-
-#[cfg(feature = "server")]
-fn open_server(url: &str, s: &QdrantSettings) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(crate::server::Server::connect(url, s)?))
-}
-
-#[cfg(not(feature = "server"))]
-fn open_server(url: &str, _s: &QdrantSettings) -> Result<Arc<dyn Backend>> {
-    Err(Error::config(
-        "nn.url",
-        format!(
-            "{url}: this build has no Qdrant client; build with the cargo feature `qdrant` \
-             (patchcore) or `server` (patchcore-qdrant)"
-        ),
-    ))
 }

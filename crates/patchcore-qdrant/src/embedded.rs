@@ -89,10 +89,11 @@ impl Embedded {
     }
 }
 
-fn hash_filter(hash: &str) -> Filter {
-    Filter::new_must(Condition::Field(FieldCondition::new_match(
-        JsonPath::new(PAYLOAD_KEY),
-        Match::from(hash.to_string()),
+fn hash_filter(hash: &str) -> Result<Filter> {
+    let key = JsonPath::try_from(PAYLOAD_KEY)
+        .map_err(|()| Error::External(format!("`{PAYLOAD_KEY}` is not a payload path")))?;
+    Ok(Filter::new_must(Condition::Field(
+        FieldCondition::new_match(key, Match::from(hash.to_string())),
     )))
 }
 
@@ -128,13 +129,14 @@ impl Backend for Embedded {
             .map_or(0, |v| v.size);
         Ok(Some(Stored {
             points: count(None)?,
-            of_this_bank: count(Some(hash_filter(hash)))?,
+            of_this_bank: count(Some(hash_filter(hash)?))?,
             dim,
         }))
     }
 
     fn create(&self, collection: &str, dim: usize, hnsw: Option<(usize, usize)>) -> Result<()> {
         let dir = self.folder(collection);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut vector = EdgeVectorParams::builder(dim, Distance::Euclid).build();
         // Exact search needs no graph: m = 0 builds none.
         vector.hnsw_config = Some(HnswIndexConfig {

@@ -9,7 +9,8 @@ use patchcore_nn::{
     IndexBuilder, NearestNeighborIndex, Neighbors, QdrantParams, QdrantSettings, check_query,
 };
 
-use crate::backend::{self, Backend, Stored};
+use crate::backend::{Backend, Stored};
+use crate::engines;
 use crate::mapping::{bank_hash, default_collection, neighbors_from_hits};
 
 /// Builds [`QdrantIndex`]es: `nn.kind = "qdrant"`.
@@ -86,7 +87,7 @@ impl QdrantBuilder {
         if let Some(b) = b.as_ref() {
             return Ok(b.clone());
         }
-        let made = backend::open(&self.settings)?;
+        let made = engines::open(&self.settings)?;
         *b = Some(made.clone());
         Ok(made)
     }
@@ -226,7 +227,11 @@ impl QdrantIndex {
             return Ok(CollectionState::Complete);
         }
         let (rows, dim) = self.bank.dim();
-        let before = classify(self.backend.stored(&self.collection, &self.hash)?, rows, dim);
+        let before = classify(
+            self.backend.stored(&self.collection, &self.hash)?,
+            rows,
+            dim,
+        );
         match &before {
             CollectionState::Complete => {}
             CollectionState::Missing | CollectionState::Partial { .. } => {
@@ -234,7 +239,11 @@ impl QdrantIndex {
                     self.backend.create(&self.collection, dim, self.hnsw)?;
                 }
                 self.upload()?;
-                let after = classify(self.backend.stored(&self.collection, &self.hash)?, rows, dim);
+                let after = classify(
+                    self.backend.stored(&self.collection, &self.hash)?,
+                    rows,
+                    dim,
+                );
                 if after != CollectionState::Complete {
                     return Err(self.conflict(&format!(
                         "after uploading the bank it is {after:?} (written to by someone else \
@@ -363,7 +372,10 @@ mod tests {
             CollectionState::Partial { points: 0 }
         );
         for s in [st(10, 9, 4), st(10, 10, 8), st(0, 0, 8), st(12, 12, 4)] {
-            assert!(matches!(classify(s, 10, 4), CollectionState::Conflict(_)), "{s:?}");
+            assert!(
+                matches!(classify(s, 10, 4), CollectionState::Conflict(_)),
+                "{s:?}"
+            );
         }
     }
 

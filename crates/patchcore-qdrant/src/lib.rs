@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod engines;
 mod index;
 mod mapping;
 

@@ -43,7 +43,9 @@ impl Server {
             .thread_name("patchcore-qdrant")
             .enable_all()
             .build()
-            .map_err(|e| Error::External(format!("cannot start the Qdrant client's runtime: {e}")))?;
+            .map_err(|e| {
+                Error::External(format!("cannot start the Qdrant client's runtime: {e}"))
+            })?;
         Ok(Self {
             url: url.to_string(),
             client,
@@ -59,12 +61,18 @@ impl Server {
         f: impl std::future::Future<Output = std::result::Result<T, QdrantError>>,
     ) -> Result<T> {
         let deadline = self.timeout + Duration::from_secs(1);
-        match self.runtime.block_on(tokio::time::timeout(deadline, f)) {
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(deadline, f).await })
+        {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_error(&self.describe(), what, e)),
             Err(_) => Err(Error::Unavailable {
                 service: self.describe(),
-                message: format!("{what}: no answer within {} ms (nn.timeout_ms)", deadline.as_millis()),
+                message: format!(
+                    "{what}: no answer within {} ms (nn.timeout_ms)",
+                    deadline.as_millis()
+                ),
             }),
         }
     }
@@ -74,6 +82,13 @@ impl Server {
 pub(crate) fn map_error(service: &str, what: &str, e: QdrantError) -> Error {
     use tonic::Code;
     let status = match &e {
+        // qdrant-client reports a failed connection as `Internal` "Failed to connect to ...".
+        QdrantError::ResponseError { status }
+            if status.code() == Code::Internal
+                && status.message().starts_with("Failed to connect") =>
+        {
+            Some(Code::Unavailable)
+        }
         QdrantError::ResponseError { status } => Some(status.code()),
         QdrantError::ResourceExhaustedError { .. } => Some(Code::ResourceExhausted),
         _ => None,
@@ -106,7 +121,10 @@ impl Backend for Server {
     }
 
     fn stored(&self, collection: &str, hash: &str) -> Result<Option<Stored>> {
-        if !self.call("collection_exists", self.client.collection_exists(collection))? {
+        if !self.call(
+            "collection_exists",
+            self.client.collection_exists(collection),
+        )? {
             return Ok(None);
         }
         let info = self.call("collection_info", self.client.collection_info(collection))?;
@@ -176,7 +194,8 @@ impl Backend for Server {
             })
             .collect();
         let req = UpsertPointsBuilder::new(collection, points).wait(true);
-        self.call("upsert", self.client.upsert_points(req)).map(|_| ())
+        self.call("upsert", self.client.upsert_points(req))
+            .map(|_| ())
     }
 
     fn finish(&self, _collection: &str, _hnsw: Option<(usize, usize)>) -> Result<()> {
@@ -201,7 +220,7 @@ impl Backend for Server {
         // (784 patches up to d = 1100); wider ones in as few requests as fit.
         let per_request = (REQUEST_BYTES / (queries.ncols() * 4 + 64)).max(1);
         for chunk in queries.axis_chunks_iter(ndarray::Axis(0), per_request) {
-            out.extend(self.search_once(collection, chunk, k, params)?);
+            out.extend(self.search_once(collection, chunk, k, &params)?);
         }
         Ok(out)
     }
@@ -216,14 +235,14 @@ impl Server {
         collection: &str,
         queries: ArrayView2<'_, f32>,
         k: usize,
-        params: qdrant_client::qdrant::SearchParams,
+        params: &qdrant_client::qdrant::SearchParams,
     ) -> Result<Vec<Vec<(u64, f32)>>> {
         let searches = queries
             .rows()
             .into_iter()
             .map(|q| {
                 SearchPointsBuilder::new(collection, q.to_vec(), k as u64)
-                    .params(params)
+                    .params(params.clone())
                     .build()
             })
             .collect::<Vec<_>>();

@@ -59,7 +59,10 @@ fn same_neighbours_as_the_exact_index() {
         let queries = random(40, dim, seed + 1000);
         let exact = ExactIndex::new(bank.clone()).unwrap();
         let index = b.build(bank).unwrap();
-        assert_eq!((index.len(), index.dim(), index.name()), (rows, dim, "qdrant"));
+        assert_eq!(
+            (index.len(), index.dim(), index.name()),
+            (rows, dim, "qdrant")
+        );
         for k in 1..=9 {
             let want = exact.search(queries.view(), k).unwrap();
             let got = index.search(queries.view(), k).unwrap();
@@ -67,7 +70,9 @@ fn same_neighbours_as_the_exact_index() {
             assert_same(&got, &want, &format!("{rows}x{dim} k={k}"));
         }
         // A bank row is its own nearest neighbour at distance 0.
-        let own = index.search(exact_rows(&index, rows.min(5)).view(), 1).unwrap();
+        let own = index
+            .search(exact_rows(index.as_ref(), rows.min(5)).view(), 1)
+            .unwrap();
         for (q, i) in own.indices.column(0).iter().enumerate() {
             assert_eq!(*i, q);
             assert!(own.distances[[q, 0]] < 1e-3);
@@ -92,7 +97,10 @@ fn bad_input_is_refused_with_the_reason() {
     assert!(matches!(b.build(nan).err().unwrap(), Error::NonFinite(_)));
     let index = b.build(random(10, 6, 2)).unwrap();
     let wide = random(3, 7, 3);
-    assert!(matches!(index.search(wide.view(), 1).err().unwrap(), Error::Shape(_)));
+    assert!(matches!(
+        index.search(wide.view(), 1).err().unwrap(),
+        Error::Shape(_)
+    ));
     assert!(index.search(random(3, 6, 4).view(), 0).is_err());
     let none = index.search(random(0, 6, 4).view(), 3).unwrap();
     assert_eq!(none.indices.dim(), (0, 3));
@@ -104,7 +112,10 @@ fn a_collection_is_created_once_and_reused() {
     let bank = random(200, 16, 7);
     let queries = random(20, 16, 8);
     let first = builder(root.path(), None);
-    assert_eq!(first.status(bank.view()).unwrap().state, CollectionState::Missing);
+    assert_eq!(
+        first.status(bank.view()).unwrap().state,
+        CollectionState::Missing
+    );
     let (index, before) = first.push(bank.clone()).unwrap();
     assert_eq!(before, CollectionState::Missing);
     let want = index.search(queries.view(), 3).unwrap();
@@ -123,7 +134,10 @@ fn a_collection_is_created_once_and_reused() {
     assert_eq!(again.search(queries.view(), 3).unwrap(), want);
     // Another bank gets another collection by default.
     let other = random(200, 16, 9);
-    assert_eq!(second.status(other.view()).unwrap().state, CollectionState::Missing);
+    assert_eq!(
+        second.status(other.view()).unwrap().state,
+        CollectionState::Missing
+    );
 }
 
 #[test]
@@ -141,7 +155,10 @@ fn a_named_collection_holding_another_bank_is_refused_not_overwritten() {
         }
         e => panic!("{e}"),
     }
-    assert_eq!(named.status(a.view()).unwrap().state, CollectionState::Complete);
+    assert_eq!(
+        named.status(a.view()).unwrap().state,
+        CollectionState::Complete
+    );
     let wider = random(50, 9, 3);
     assert!(matches!(
         named.status(wider.view()).unwrap().state,

@@ -39,7 +39,10 @@ fn an_unreachable_server_is_unavailable_and_connected_to_later() {
     let b = server(&format!("http://127.0.0.1:{port}"), 2000, None);
     let bank = random(20, 4, 1);
     let st = b.status(bank.view()).unwrap();
-    assert!(matches!(st.state, CollectionState::Unreachable(_)), "{st:?}");
+    assert!(
+        matches!(st.state, CollectionState::Unreachable(_)),
+        "{st:?}"
+    );
     // Building succeeds (a station starts while the cluster is down) ...
     let index = b.build(bank.clone()).unwrap();
     // ... and searching says what is wrong.
@@ -47,7 +50,10 @@ fn an_unreachable_server_is_unavailable_and_connected_to_later() {
         Error::Unavailable { service, .. } => assert!(service.contains(&port.to_string())),
         e => panic!("{e}"),
     }
-    assert!(matches!(b.push(bank).err().unwrap(), Error::Unavailable { .. }));
+    assert!(matches!(
+        b.push(bank).err().unwrap(),
+        Error::Unavailable { .. }
+    ));
 }
 
 #[test]

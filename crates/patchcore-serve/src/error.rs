@@ -84,7 +84,11 @@ pub(crate) fn unavailable(message: String) -> ApiError {
 /// 503 `index_unavailable` with Retry-After: the model's remote index (a Qdrant server) did
 /// not answer; the other models are not affected.
 pub(crate) fn index_unavailable(message: String) -> ApiError {
-    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_unavailable", message);
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "index_unavailable",
+        message,
+    );
     e.retry_after = Some(5);
     e
 }

@@ -137,25 +137,19 @@ pub fn indices(min_time: f64) -> Result<()> {
     println!("## Nearest-neighbour indices (build once, then search)\n");
     println!("| index | bank | queries | build (ms) | search k=1 (ms) | search k=9 (ms) |");
     println!("|---|---|---:|---:|---:|---:|");
-    // The in-process Qdrant engine's collections (feature `qdrant`), removed afterwards.
-    let scratch = std::env::temp_dir().join(format!("patchcore-bench-qdrant-{}", std::process::id()));
     for (nb, dim, nq) in [(1_640, 152, 784), (16_384, 152, 784), (4_096, 1536, 784)] {
         let bank = clustered(nb, dim, 64, 3);
         let queries = clustered(nq, dim, 64, 5);
-        let mut builders: Vec<(String, Box<dyn patchcore_nn::IndexBuilder>)> = Vec::new();
-        for p in [
+        let params = [
             IndexParams::Exact {},
             IndexParams::Ivf(IvfParams::default()),
             IndexParams::LinfaLinear {},
             IndexParams::LinfaKdtree {},
             IndexParams::LinfaBalltree {},
-        ] {
-            builders.push((p.name().to_string(), p.check(0)?));
-        }
-        builders.extend(qdrant_builders(&scratch)?);
-        for (name, b) in builders {
+        ];
+        for p in params {
             let t = Instant::now();
-            let index = b.build(bank.clone())?;
+            let index = p.check(0)?.build(bank.clone())?;
             let build = t.elapsed().as_secs_f64();
             let k1 = time_it(1, min_time, || {
                 index.search(queries.view(), 1).expect("search");
@@ -164,48 +158,15 @@ pub fn indices(min_time: f64) -> Result<()> {
                 index.search(queries.view(), 9).expect("search");
             });
             println!(
-                "| {name} | {nb} x {dim} | {nq} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {nb} x {dim} | {nq} | {:.1} | {:.1} | {:.1} |",
+                p.name(),
                 build * 1e3,
                 k1 * 1e3,
                 k9 * 1e3
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
-}
-
-/// With the feature `qdrant`: the Qdrant index in-process (qdrant-edge, exact search) and,
-/// when `PATCHCORE_QDRANT_URL` names a server, on that server. Build time includes the upload.
-#[cfg(feature = "qdrant")]
-fn qdrant_builders(
-    scratch: &std::path::Path,
-) -> Result<Vec<(String, Box<dyn patchcore_nn::IndexBuilder>)>> {
-    use patchcore_qdrant::{QdrantBuilder, QdrantParams};
-    let mut out: Vec<(String, Box<dyn patchcore_nn::IndexBuilder>)> = vec![(
-        "qdrant embedded (exact)".into(),
-        Box::new(QdrantBuilder::from_params(&QdrantParams {
-            embedded_path: Some(scratch.to_path_buf()),
-            ..Default::default()
-        })?),
-    )];
-    if let Ok(url) = std::env::var("PATCHCORE_QDRANT_URL") {
-        out.push((
-            format!("qdrant {url} (exact)"),
-            Box::new(QdrantBuilder::from_params(&QdrantParams {
-                url: Some(url),
-                ..Default::default()
-            })?),
-        ));
-    }
-    Ok(out)
-}
-
-#[cfg(not(feature = "qdrant"))]
-fn qdrant_builders(
-    _scratch: &std::path::Path,
-) -> Result<Vec<(String, Box<dyn patchcore_nn::IndexBuilder>)>> {
-    Ok(Vec::new())
 }
 
 /// Clustered synthetic features: `centres` random centres, every row a centre plus noise
